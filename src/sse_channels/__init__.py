@@ -1,0 +1,36 @@
+"""sse-channels: Server-Sent Events for Python web apps."""
+
+from __future__ import annotations
+
+from ._decode import SSEDecoder, parse_sse
+from ._encode import RESERVED_EVENT_NAMES, format_sse
+from ._event import Event
+from ._exceptions import (
+    BackendError,
+    SlowConsumerError,
+    SSEChannelsError,
+    StoreClosedError,
+    SubscriptionClosed,
+)
+from ._version import __version__
+
+__all__ = [
+    "RESERVED_EVENT_NAMES",
+    "BackendError",
+    "Event",
+    "SSEChannelsError",
+    "SSEDecoder",
+    "SlowConsumerError",
+    "StoreClosedError",
+    "SubscriptionClosed",
+    "__version__",
+    "format_sse",
+    "parse_sse",
+]
+
+# Reprs, docs and pickles say ``sse_channels.Event``, not the private module it lives in.
+for _name in __all__:
+    _obj = globals()[_name]
+    if getattr(_obj, "__module__", "").startswith("sse_channels._"):
+        _obj.__module__ = __name__
+del _name, _obj

@@ -1,0 +1,48 @@
+"""The errors sse-channels raises.
+
+Bad input is reported with the built-in ``ValueError`` / ``TypeError`` at the call that received
+it. Everything else derives from one base class::
+
+    SSEChannelsError
+    ├── StoreClosedError         the store was closed with aclose(); you did it
+    ├── SubscriptionClosed       the subscription ended; ``reason`` says why
+    │   └── SlowConsumerError    it fell further behind than its buffer allows
+    └── BackendError             the backend (e.g. Redis) failed; the world did it
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BackendError",
+    "SSEChannelsError",
+    "SlowConsumerError",
+    "StoreClosedError",
+    "SubscriptionClosed",
+]
+
+
+class SSEChannelsError(Exception):
+    """Base class of every error raised by sse-channels itself."""
+
+
+class StoreClosedError(SSEChannelsError):
+    """The store was closed with ``aclose()`` and can no longer send or subscribe."""
+
+
+class SubscriptionClosed(SSEChannelsError):
+    """The subscription has ended; ``reason`` is a short machine-readable word."""
+
+    def __init__(self, reason: str, message: str | None = None) -> None:
+        super().__init__(message or f"subscription closed: {reason}")
+        self.reason = reason
+
+
+class SlowConsumerError(SubscriptionClosed):
+    """The subscriber fell behind by more than the channel retains; it must resume from its id."""
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__("slow_consumer", message or "subscriber fell too far behind")
+
+
+class BackendError(SSEChannelsError):
+    """The backend failed in a way the store could not recover from by itself."""

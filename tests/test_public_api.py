@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+import sse_channels
+
+EXPECTED = {
+    "RESERVED_EVENT_NAMES",
+    "BackendError",
+    "Event",
+    "SSEChannelsError",
+    "SSEDecoder",
+    "SlowConsumerError",
+    "StoreClosedError",
+    "SubscriptionClosed",
+    "__version__",
+    "format_sse",
+    "parse_sse",
+}
+
+
+def test_public_surface_is_exactly_the_curated_names() -> None:
+    assert set(sse_channels.__all__) == EXPECTED
+
+
+def test_public_names_report_the_package_as_their_module() -> None:
+    for name in sse_channels.__all__:
+        obj = getattr(sse_channels, name)
+        if isinstance(obj, type) or callable(obj):
+            assert obj.__module__ == "sse_channels", name
+
+
+def test_every_private_module_is_underscored() -> None:
+    import pkgutil
+
+    public = {m.name for m in pkgutil.iter_modules(sse_channels.__path__)}
+    assert all(name.startswith("_") for name in public), public
