@@ -12,16 +12,22 @@ from ._exceptions import (
     StoreClosedError,
     SubscriptionClosed,
 )
+from ._store import GAP_EVENT, ChannelStore, StoreStatistics
+from ._subscription import Subscription
 from ._version import __version__
 
 __all__ = [
+    "GAP_EVENT",
     "RESERVED_EVENT_NAMES",
     "BackendError",
+    "ChannelStore",
     "Event",
     "SSEChannelsError",
     "SSEDecoder",
     "SlowConsumerError",
     "StoreClosedError",
+    "StoreStatistics",
+    "Subscription",
     "SubscriptionClosed",
     "__version__",
     "format_sse",

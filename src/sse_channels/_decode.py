@@ -60,9 +60,14 @@ class SSEDecoder:
         events: list[Event] = []
         start = 0
         length = len(buffer)
+        # Search again only for a terminator already passed: rescanning both from every line
+        # start made a large chunk with only LF (or only CR) line ends cost quadratic time.
+        cr = lf = -2
         while start < length:
-            cr = buffer.find("\r", start)
-            lf = buffer.find("\n", start)
+            if cr != -1 and cr < start:
+                cr = buffer.find("\r", start)
+            if lf != -1 and lf < start:
+                lf = buffer.find("\n", start)
             if cr == -1 and lf == -1:
                 break
             if cr == -1 or (lf != -1 and lf < cr):

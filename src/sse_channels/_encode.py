@@ -41,6 +41,8 @@ def serialize(data: Any, serializer: Serializer | None = None) -> str:
         raise TypeError(
             f"cannot serialise data of type {type(data).__name__} for an SSE event: {exc}"
         ) from exc
+    if type(out) is str:
+        return out
     if type(out) is bytes:
         try:
             return out.decode("utf-8")
@@ -48,7 +50,8 @@ def serialize(data: Any, serializer: Serializer | None = None) -> str:
             raise TypeError(f"serializer returned bytes that are not UTF-8: {exc}") from exc
     if not isinstance(out, str):
         raise TypeError(f"serializer must return str or bytes, not {type(out).__name__}")
-    return out
+    # An exact str: a subclass would be serialised again by format_sse (type(data) is not str).
+    return str.__str__(out)
 
 
 def format_sse(
@@ -95,7 +98,8 @@ def format_sse(
             raise TypeError(f"comment must be str, not {type(comment).__name__}")
         c = _lines(": ", comment)
     if event is not None:
-        e = _event_lines.get(event) or _event_line(event)
+        # The type test keeps a str subclass equal to a cached name from skipping validation.
+        e = (type(event) is str and _event_lines.get(event)) or _event_line(event)
     if id is not None:
         if not (type(id) is str and id.isascii() and id.isprintable() and id.strip(" ") == id):
             _check_id(id)

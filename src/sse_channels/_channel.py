@@ -1,0 +1,135 @@
+"""Channel: one channel's bounded append-only log, and who is waiting on it.
+
+A channel is a log and a subscriber is a cursor into it: history, resume and lag detection
+all come from this one structure. Positions are local to the process (0, 1, 2, ... per
+channel); ``seqs`` holds each event's store-wide ordering key, which is what ids encode.
+"""
+
+from __future__ import annotations
+
+import time
+from bisect import bisect_right
+from typing import TYPE_CHECKING, Any
+from weakref import WeakSet
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ._event import Event
+    from ._subscription import Subscription
+
+__all__ = ["Channel"]
+
+
+class Channel:
+    __slots__ = (
+        "__weakref__",
+        "capacity",
+        "complete_after",
+        "events",
+        "has_value",
+        "is_state",
+        "listeners",
+        "name",
+        "parked",
+        "seqs",
+        "start",
+        "subscribers",
+        "times",
+        "trimmed_seq",
+        "ttl",
+        "value",
+    )
+
+    def __init__(self, name: str, capacity: int, ttl: float | None) -> None:
+        self.name = name
+        self.capacity = capacity
+        self.ttl = ttl
+        self.events: list[Event] = []
+        self.seqs: list[int] = []
+        self.times: list[float] | None = [] if ttl is not None else None
+        #: Local position of ``events[0]``.
+        self.start = 0
+        #: Highest ordering key physically trimmed from ``events``.
+        self.trimmed_seq = 0
+        #: Every event with an ordering key above this reached this log (resume is local).
+        self.complete_after = 0
+        #: Subscriptions waiting for the next event; insertion-ordered, O(1) removal.
+        self.parked: dict[Subscription, None] = {}
+        self.subscribers: WeakSet[Subscription] = WeakSet()
+        self.listeners: list[Callable[[Event], object]] = []
+        self.is_state = False
+        self.has_value = False
+        self.value: Any = None
+
+    @property
+    def end(self) -> int:
+        """The local position the next event will get."""
+        return self.start + len(self.events)
+
+    def retained_start(self) -> int:
+        """The oldest local position still retained (count and age limits applied)."""
+        end = self.start + len(self.events)
+        first = max(self.start, end - self.capacity)
+        if self.times is not None and self.ttl is not None:
+            cutoff = time.monotonic() - self.ttl
+            first = max(first, self.start + bisect_right(self.times, cutoff))
+        if self.is_state and end > self.start:
+            first = min(first, end - 1)  # a state channel always keeps its current value
+        return first
+
+    def lost_through(self) -> int:
+        """The highest ordering key no longer retained (0 if nothing was ever dropped)."""
+        first = self.retained_start()
+        if first > self.start:
+            return self.seqs[first - self.start - 1]
+        return self.trimmed_seq
+
+    def position_after(self, seq: int) -> int:
+        """The local position of the first retained event whose ordering key is above ``seq``."""
+        return self.start + bisect_right(self.seqs, seq)
+
+    def position_of_id(self, event_id: str) -> int | None:
+        """Find a custom (caller-chosen) id in the retained log; newest first."""
+        for index in range(len(self.events) - 1, self.retained_start() - self.start - 1, -1):
+            if self.events[index].id == event_id:
+                return self.start + index + 1
+        return None
+
+    def seq_at(self, position: int) -> int:
+        """The ordering key of the event just before ``position`` (its cursor's last id)."""
+        index = position - self.start - 1
+        return self.seqs[index] if index >= 0 else self.trimmed_seq
+
+    def append(self, seq: int, event: Event) -> None:
+        self.events.append(event)
+        self.seqs.append(seq)
+        if self.times is not None:
+            self.times.append(time.monotonic())
+        # Trim in batches so that appending stays O(1) amortised.
+        excess = len(self.events) - self.capacity
+        if excess > 16 and excess * 4 > self.capacity:
+            self._trim(excess)
+
+    def _trim(self, count: int) -> None:
+        self.trimmed_seq = self.seqs[count - 1]
+        del self.events[:count]
+        del self.seqs[:count]
+        if self.times is not None:
+            del self.times[:count]
+        self.start += count
+
+    def expire(self) -> None:
+        """Drop what the age limit no longer retains (called when the channel is idle)."""
+        first = self.retained_start()
+        if first > self.start:
+            self._trim(first - self.start)
+
+    def wake(self) -> None:
+        """Wake every parked subscriber; the publisher pays for one wake-up, not N."""
+        parked = self.parked
+        if parked:
+            self.parked = {}
+            for subscription in parked:
+                if subscription._ring(parked):
+                    return

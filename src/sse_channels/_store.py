@@ -1,0 +1,659 @@
+"""ChannelStore: named channels with fan-out, history, resume and slow-consumer policies."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, final
+from weakref import WeakSet
+
+import anyio
+import anyio.from_thread
+import anyio.lowlevel
+
+from ._channel import Channel
+from ._encode import _check_id, format_sse, serialize
+from ._event import Event
+from ._exceptions import StoreClosedError
+from ._pattern import compile_pattern, is_pattern
+from ._subscription import SlowConsumerPolicy, Subscription
+from .backends.memory import MemoryBackend
+
+if sys.version_info < (3, 11):  # pragma: no cover
+    from exceptiongroup import ExceptionGroup
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from typing_extensions import Self
+
+    from .backends._base import Backend
+
+__all__ = ["GAP_EVENT", "ChannelStore", "StoreStatistics"]
+
+#: The event type of a gap signal: events the subscriber should have had are gone.
+GAP_EVENT = "gap"
+
+_Listener = Callable[[Event], object]
+
+
+@dataclass(frozen=True)
+class StoreStatistics:
+    """A snapshot of a store's counters (see ``ChannelStore.statistics()``)."""
+
+    channels: int
+    subscribers: int
+    watched_channels: int
+    events_sent: int
+    events_delivered: int
+    slow_consumer_disconnects: int
+    dropped: int
+    coalesced: int
+    replayed: int
+    gaps: int
+    revoked: int
+    backend: dict[str, Any]
+
+
+@final
+class ChannelStore:
+    """Named channels of server-sent events, in one process or (with a backend) many.
+
+    Modeled on a Svelte writable store: ``subscribe`` hands out live subscriptions,
+    ``listen`` takes a callback and returns the function that unsubscribes it, and state
+    channels (``set`` / ``update`` / ``get``) give every new subscriber the current value.
+
+    Args:
+        backend: carries events between processes; default: a new ``MemoryBackend``.
+        history: events retained per channel, for resume and as the slow-consumer buffer.
+        history_ttl: also forget events older than this many seconds (``None``: no limit).
+        slow_consumer: what happens to a subscriber whose unread events are no longer
+            retained: ``"disconnect"`` (it ends with ``SlowConsumerError``; an SSE client
+            reconnects and resumes) or ``"drop_oldest"`` (a gap signal, then it goes on).
+        max_lag: end or skip (per ``slow_consumer``) a subscriber this many events behind,
+            before history runs out; ``None``: only when its events are gone.
+        serializer: turns non-``str`` data into text; default compact JSON.
+
+    Raises:
+        ValueError: ``history`` below 1, ``history_ttl`` or ``max_lag`` not positive.
+    """
+
+    def __init__(
+        self,
+        backend: Backend | None = None,
+        *,
+        history: int = 1000,
+        history_ttl: float | None = None,
+        slow_consumer: SlowConsumerPolicy = "disconnect",
+        max_lag: int | None = None,
+        serializer: Callable[[Any], str | bytes] | None = None,
+    ) -> None:
+        _check_history(history, history_ttl)
+        _check_policy(slow_consumer, max_lag)
+        self._backend: Backend = backend if backend is not None else MemoryBackend()
+        self._history = history
+        self._history_ttl = history_ttl
+        self._channel_limits: dict[str, tuple[int, float | None]] = {}
+        self._policy: SlowConsumerPolicy = slow_consumer
+        self._max_lag = max_lag
+        self._serializer = serializer
+        self._channels: dict[str, Channel] = {}
+        self._patterns: dict[str, tuple[Callable[[str], bool], WeakSet[Subscription]]] = {}
+        self._subscriptions: WeakSet[Subscription] = WeakSet()
+        self._closed = False
+        self._started = False
+        self._token: anyio.lowlevel.EventLoopToken | None = None
+        self._loop_thread: int | None = None
+        self._counts = dict.fromkeys(
+            (
+                "events_sent",
+                "events_delivered",
+                "slow_consumer_disconnects",
+                "dropped",
+                "coalesced",
+                "replayed",
+                "gaps",
+                "revoked",
+            ),
+            0,
+        )
+        self._backend.attach(self._deliver)
+
+    # -- configuration -----------------------------------------------------------------
+
+    def configure_channel(
+        self, channel: str, *, history: int | None = None, history_ttl: float | None = None
+    ) -> None:
+        """Set retention for one channel (before or after it exists)."""
+        _check_channel(channel)
+        limits = (history or self._history, history_ttl or self._history_ttl)
+        _check_history(*limits)
+        self._channel_limits[channel] = limits
+        existing = self._channels.get(channel)
+        if existing is not None:
+            existing.capacity, existing.ttl = limits
+            if existing.ttl is not None and existing.times is None:
+                existing.times = [-math.inf] * len(existing.events)
+
+    # -- sending -----------------------------------------------------------------------
+
+    async def send(
+        self,
+        channel: str,
+        data: Any,
+        *,
+        event: str | None = None,
+        id: str | None = None,
+        retry: int | None = None,
+    ) -> Event:
+        """Send an event to every subscriber of ``channel`` and keep it in its history.
+
+        Args:
+            channel: the channel name (no ``*``: that makes a pattern).
+            data: ``str``, or anything the store's serializer accepts (JSON by default).
+            event: the event type; ``None`` for the browser's default ``message``.
+            id: a caller-chosen id (printable ASCII, unique within the history); by
+                default the store assigns one that resume understands across channels.
+            retry: the reconnection delay in milliseconds to tell the browser.
+
+        Returns:
+            The event as sent, with its id.
+
+        Raises:
+            ValueError, TypeError: bad input; nothing is stored.
+            StoreClosedError: the store was closed.
+
+        On the in-memory backend this completes without yielding to the event loop, so a
+        burst of sends reaches each subscriber as one batch. Cancelling it on a networked
+        backend may or may not have sent the event.
+        """
+        draft = self._draft(channel, data, event, id, retry)
+        self._remember_loop()
+        if not self._started:
+            await self._start()
+        return await self._backend.publish(channel, draft)
+
+    def send_sync(
+        self,
+        channel: str,
+        data: Any,
+        *,
+        event: str | None = None,
+        id: str | None = None,
+        retry: int | None = None,
+    ) -> Event:
+        """Send from a thread that is not running the store's event loop.
+
+        For worker threads, sync Django or Flask views, thread pools. Input is checked in
+        the calling thread (bad input raises here); the event is then handed to the
+        store's event loop and this call waits until it is stored.
+
+        Raises:
+            ValueError, TypeError: bad input; nothing is stored.
+            StoreClosedError: the store was closed.
+            RuntimeError: called from the event loop's own thread (use ``await send``),
+                or the store has not run in an event loop yet and its backend cannot
+                publish without one.
+        """
+        draft = self._draft(channel, data, event, id, retry)
+        if self._loop_thread == threading.get_ident():
+            raise RuntimeError("send_sync() called from the event loop thread; use await send()")
+        if self._token is None:
+            published = self._backend.publish_sync(channel, draft)
+            if published is None:
+                raise RuntimeError(
+                    "the store has not been used in an event loop yet; send_sync() needs "
+                    "one to hand the event to (use the store in your app's lifespan first)"
+                )
+            return published
+        return anyio.from_thread.run(self._publish_checked, channel, draft, token=self._token)
+
+    async def _publish_checked(self, channel: str, draft: Event) -> Event:
+        if self._closed:
+            raise StoreClosedError("the store is closed")
+        return await self._backend.publish(channel, draft)
+
+    def _draft(
+        self, channel: str, data: Any, event: str | None, id: str | None, retry: int | None
+    ) -> Event:
+        if self._closed:
+            raise StoreClosedError("the store is closed")
+        if type(channel) is not str or not channel or "*" in channel:
+            _check_channel(channel)
+        if event == GAP_EVENT:
+            raise ValueError(f"event type {GAP_EVENT!r} is reserved for the store's gap signal")
+        if id is not None:
+            _check_id(id)
+        text = data if type(data) is str else serialize(data, self._serializer)
+        return Event._trusted(
+            text, event, id, retry, channel, format_sse(text, event=event, id=id, retry=retry)
+        )
+
+    # -- state channels (Svelte writable) ----------------------------------------------
+
+    async def set(self, channel: str, value: Any, *, event: str | None = None) -> Event:
+        """Make ``channel`` a state channel holding ``value``, and send it.
+
+        Every new subscriber of a state channel first receives the current value, and a
+        subscriber that falls behind gets the latest value instead of every one between.
+
+        Raises:
+            ValueError, TypeError: bad input; the value is not changed.
+            StoreClosedError: the store was closed.
+        """
+        draft = self._draft(channel, value, event, None, None)
+        state = self._channel(channel)
+        state.is_state = True
+        state.value, state.has_value = value, True
+        self._remember_loop()
+        if not self._started:
+            await self._start()
+        return await self._backend.publish(channel, draft)
+
+    async def update(
+        self, channel: str, updater: Callable[[Any], Any], *, event: str | None = None
+    ) -> Event:
+        """Set a state channel to ``updater(current value)`` (``None`` if it has none)."""
+        return await self.set(channel, updater(self.get(channel)), event=event)
+
+    def get(self, channel: str, default: Any = None) -> Any:
+        """The current value of a state channel, or ``default`` if it was never set."""
+        state = self._channels.get(channel)
+        if state is None or not state.has_value:
+            return default
+        return state.value
+
+    # -- receiving ---------------------------------------------------------------------
+
+    def subscribe(
+        self,
+        *channels: str,
+        last_event_id: str | None = None,
+        key: str | None = None,
+        slow_consumer: SlowConsumerPolicy | None = None,
+        max_lag: int | None = None,
+    ) -> Subscription:
+        """Start receiving the events of one or more channels (``*`` patterns allowed).
+
+        The subscription is live as soon as this returns. With ``last_event_id`` it first
+        replays what each channel retains after that id, then goes on live with no event
+        lost or repeated in between; if the id is unknown (e.g. from before a restart)
+        or older than the history, a ``gap`` event (see ``GAP_EVENT``) comes first.
+
+        Args:
+            channels: channel names; a name with ``*`` matches every channel it fits,
+                including channels that appear later.
+            last_event_id: resume after this id (the browser's ``Last-Event-ID``).
+            key: a label to revoke it by, e.g. the user id (``store.revoke(key=...)``).
+            slow_consumer: override the store's policy for this subscription.
+            max_lag: override the store's ``max_lag`` for this subscription.
+
+        Raises:
+            ValueError: no channel, or a bad name.
+            StoreClosedError: the store was closed.
+        """
+        if self._closed:
+            raise StoreClosedError("the store is closed")
+        if not channels:
+            raise ValueError("subscribe() needs at least one channel or pattern")
+        for name in channels:
+            _check_channel(name, pattern_ok=True)
+        if last_event_id is not None and type(last_event_id) is not str:
+            raise TypeError("last_event_id must be str or None")
+        policy = slow_consumer or self._policy
+        lag = self._max_lag if max_lag is None else max_lag
+        _check_policy(policy, lag)
+        self._remember_loop()
+        patterns = tuple(dict.fromkeys(n for n in channels if is_pattern(n)))
+        subscription = Subscription(self, key=key, policy=policy, max_lag=lag, patterns=patterns)
+        names = list(dict.fromkeys(n for n in channels if not is_pattern(n)))
+        for pattern in patterns:
+            entry = self._patterns.get(pattern)
+            if entry is None:
+                entry = self._patterns[pattern] = (compile_pattern(pattern), WeakSet())
+            entry[1].add(subscription)
+            names.extend(n for n in self._channels if entry[0](n) and n not in names)
+        self._subscriptions.add(subscription)
+        resume = self._resume_key(names, last_event_id)
+        gaps: list[Event] = []
+        for name in names:
+            self._attach(subscription, self._channel(name), resume, gaps)
+        if gaps:
+            subscription._buffer = gaps
+        return subscription
+
+    async def receive(self, channel: str, *, timeout: float | None = None) -> Event:
+        """Wait for the next event sent to ``channel`` after this call, and return it.
+
+        A state channel returns its current value at once.
+
+        Raises:
+            TimeoutError: nothing arrived within ``timeout`` seconds.
+            StoreClosedError: the store was closed before an event arrived.
+
+        Cancelling it loses nothing but the wait.
+        """
+        with anyio.fail_after(timeout):
+            async with self.subscribe(channel) as subscription:
+                async for event in subscription:
+                    return event
+        raise StoreClosedError("the store was closed while waiting")
+
+    def listen(self, channel: str, callback: _Listener) -> Callable[[], None]:
+        """Call ``callback(event)`` for each event on ``channel``; return the unsubscriber.
+
+        The Svelte store contract: the callback runs synchronously inside ``send`` (in the
+        event loop's thread) and, on a state channel, once at once with the current value.
+        Keep it short and non-blocking. An exception from it propagates to the sender
+        after the event is stored and the other callbacks ran.
+        """
+        _check_channel(channel)
+        if not callable(callback):
+            raise TypeError("callback must be callable")
+        state = self._channel(channel)
+        self._watch(state)
+        handle: list[_Listener] = [callback]  # a distinct object per listen() call
+        listener: _Listener = lambda event: handle[0](event)  # noqa: E731
+        state.listeners.append(listener)
+        if state.is_state and state.events:
+            callback(state.events[-1])
+
+        def unsubscribe() -> None:
+            if listener in state.listeners:
+                state.listeners.remove(listener)
+                self._maybe_unwatch(state)
+
+        return unsubscribe
+
+    # -- revocation and lifecycle -------------------------------------------------------
+
+    def revoke(self, *, key: str | None = None, channel: str | None = None) -> int:
+        """End the live subscriptions of a key (e.g. a user) and/or a channel now.
+
+        Their readers finish normally with ``close_reason == "revoked"``; an SSE response
+        ends. Returns how many were ended.
+        """
+        if key is None and channel is None:
+            raise ValueError("revoke() needs key=, channel= or both")
+        ended = 0
+        for subscription in list(self._subscriptions):
+            if subscription.closed:
+                continue
+            if key is not None and subscription.key != key:
+                continue
+            if channel is not None and channel not in subscription.channels:
+                continue
+            subscription.close("revoked")
+            ended += 1
+        self._counts["revoked"] += ended
+        return ended
+
+    async def aclose(self) -> None:
+        """Close the store: every subscription ends normally, and sending raises.
+
+        Call it when the server shuts down (e.g. in the app's lifespan) so that streaming
+        responses finish and the server can stop. Idempotent.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        for subscription in list(self._subscriptions):
+            subscription.close("store_closed")
+        await self._backend.aclose()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def __aenter__(self) -> Self:
+        self._remember_loop()
+        await self._start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def statistics(self) -> StoreStatistics:
+        """A snapshot of counters: channels, live subscribers, events, drops, gaps."""
+        live = sum(1 for s in self._subscriptions if not s.closed)
+        watched = sum(1 for c in self._channels.values() if c.subscribers or c.listeners)
+        return StoreStatistics(
+            channels=len(self._channels),
+            subscribers=live,
+            watched_channels=watched,
+            backend=self._backend.statistics(),
+            **self._counts,
+        )
+
+    # -- internals ---------------------------------------------------------------------
+
+    async def _start(self) -> None:
+        if self._closed:
+            raise StoreClosedError("the store is closed")
+        if not self._started:
+            self._started = True
+            await self._backend.start()
+
+    def _remember_loop(self) -> None:
+        if self._token is None:
+            try:
+                self._token = anyio.lowlevel.current_token()
+            except RuntimeError:
+                return
+            self._loop_thread = threading.get_ident()
+
+    def _channel(self, name: str) -> Channel:
+        channel = self._channels.get(name)
+        if channel is None:
+            capacity, ttl = self._channel_limits.get(name, (self._history, self._history_ttl))
+            channel = self._channels[name] = Channel(name, capacity, ttl)
+            for match, subscriptions in self._patterns.values():
+                if match(name):
+                    for subscription in subscriptions:
+                        if not subscription.closed and name not in subscription.channels:
+                            self._attach(subscription, channel, None, [], at_start=True)
+        return channel
+
+    def _watch(self, channel: Channel) -> None:
+        if not channel.subscribers and not channel.listeners:
+            complete_after = self._backend.watch(channel.name)
+            channel.complete_after = max(channel.complete_after, complete_after)
+
+    def _maybe_unwatch(self, channel: Channel) -> None:
+        if not channel.subscribers and not channel.listeners:
+            self._backend.unwatch(channel.name)
+            channel.expire()
+
+    def _resume_key(self, names: Iterable[str], last_event_id: str | None) -> int | None:
+        """The ordering key to resume after; -1 for an id we cannot place."""
+        if last_event_id is None:
+            return None
+        key = self._backend.parse_id(last_event_id)
+        if key is not None:
+            return key
+        for name in names:  # a caller-chosen id: find it in the retained history
+            channel = self._channels.get(name)
+            if channel is not None:
+                position = channel.position_of_id(last_event_id)
+                if position is not None:
+                    return channel.seq_at(position)
+        return -1
+
+    def _attach(
+        self,
+        subscription: Subscription,
+        channel: Channel,
+        resume: int | None,
+        gaps: list[Event],
+        *,
+        at_start: bool = False,
+    ) -> None:
+        self._watch(channel)
+        channel.subscribers.add(subscription)
+        end = channel.end
+        if at_start:  # a new channel matched a pattern: its first event is being sent now
+            cursor = end
+        elif channel.is_state:
+            # The current value first, unless the subscriber already has the latest one.
+            cursor = end
+            if channel.events and (
+                resume is None or resume < 0 or channel.position_after(resume) < end
+            ):
+                cursor = end - 1
+        elif resume is None:
+            cursor = end
+        elif resume < 0:
+            cursor = end
+            gaps.append(self._gap(channel, "unknown_id", self._backend.latest_key()))
+        elif channel.lost_through() > resume or channel.complete_after > resume:
+            cursor = channel.retained_start()
+            gaps.append(self._gap(channel, "expired", channel.seq_at(cursor)))
+        else:
+            cursor = channel.position_after(resume)
+            self._counts["replayed"] += end - cursor
+        subscription._entries.append([channel, cursor])
+
+    def _gap(self, channel: Channel, reason: str, key: int) -> Event:
+        self._counts["gaps"] += 1
+        data = json.dumps({"reason": reason, "channel": channel.name}, separators=(",", ":"))
+        return Event._trusted(data, GAP_EVENT, self._backend.format_id(key), None, channel.name)
+
+    def _release(self, subscription: Subscription) -> None:
+        for entry in subscription._entries:
+            channel: Channel = entry[0]
+            channel.parked.pop(subscription, None)
+            channel.subscribers.discard(subscription)
+            self._maybe_unwatch(channel)
+        for pattern in subscription.patterns:
+            entry_ = self._patterns.get(pattern)
+            if entry_ is not None:
+                entry_[1].discard(subscription)
+                if not entry_[1]:
+                    del self._patterns[pattern]
+        self._subscriptions.discard(subscription)
+
+    def _deliver(self, name: str, key: int, event: Event) -> None:
+        """Append an event to its channel's log and wake its readers (the backend calls this)."""
+        channel = self._channels.get(name) or self._channel(name)
+        channel.append(key, event)
+        self._counts["events_sent"] += 1
+        channel.wake()
+        if channel.listeners:
+            _call_listeners(channel.listeners, event)
+
+    def _collect(self, subscription: Subscription) -> list[Event]:
+        """Everything pending for a subscription, in send order; applies lag policies."""
+        entries = subscription._entries
+        if len(entries) == 1:
+            entry = entries[0]
+            batch = self._take(subscription, entry, None)
+        else:
+            keyed: list[tuple[int, Event]] = []
+            for entry in entries:
+                self._take(subscription, entry, keyed)
+            keyed.sort(key=_first)
+            batch = [event for _, event in keyed]
+        if batch:
+            self._counts["events_delivered"] += len(batch)
+        return batch
+
+    def _take(
+        self, subscription: Subscription, entry: list[Any], keyed: list[tuple[int, Event]] | None
+    ) -> list[Event]:
+        channel: Channel = entry[0]
+        cursor: int = entry[1]
+        start = channel.start
+        end = start + len(channel.events)
+        if cursor >= end:
+            return []
+        gap: Event | None = None
+        if cursor < start or end - cursor > channel.capacity or channel.times is not None:
+            first = channel.retained_start()
+            if channel.is_state:
+                first = end - 1
+            elif cursor < first:
+                if subscription._policy == "disconnect":
+                    return self._disconnect(subscription)
+                self._counts["dropped"] += first - cursor
+                gap = self._gap(channel, "slow_consumer", channel.seq_at(first))
+                cursor = first
+            if cursor >= end:
+                entry[1] = end
+                return [gap] if gap is not None else []
+        max_lag = subscription._max_lag
+        if max_lag is not None and end - cursor > max_lag and not channel.is_state:
+            if subscription._policy == "disconnect":
+                return self._disconnect(subscription)
+            self._counts["dropped"] += end - cursor - max_lag
+            cursor = end - max_lag
+            gap = self._gap(channel, "slow_consumer", channel.seq_at(cursor))
+        if channel.is_state and end - cursor > 1:
+            self._counts["coalesced"] += end - cursor - 1
+            cursor = end - 1
+        entry[1] = end
+        events = channel.events[cursor - start :]
+        if keyed is None:
+            if gap is not None:
+                events.insert(0, gap)
+            return events
+        seqs = channel.seqs[cursor - start :]
+        if gap is not None:
+            keyed.append((channel.seq_at(cursor), gap))
+        keyed.extend(zip(seqs, events, strict=True))
+        return events
+
+    def _disconnect(self, subscription: Subscription) -> list[Event]:
+        self._counts["slow_consumer_disconnects"] += 1
+        subscription.close("slow_consumer")
+        return []
+
+
+def _first(pair: tuple[int, Event]) -> int:
+    return pair[0]
+
+
+def _call_listeners(listeners: list[_Listener], event: Event) -> None:
+    errors: list[Exception] = []
+    for listener in list(listeners):
+        try:
+            listener(event)
+        except Exception as exc:
+            errors.append(exc)
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise ExceptionGroup("listener callbacks failed", errors)
+
+
+def _check_channel(name: object, *, pattern_ok: bool = False) -> None:
+    if type(name) is not str:
+        raise TypeError(f"channel name must be str, not {type(name).__name__}")
+    if not name:
+        raise ValueError("channel name must not be empty")
+    if "*" in name and not pattern_ok:
+        raise ValueError(f"channel name must not contain '*' (that makes a pattern): {name!r}")
+    if not name.isprintable():
+        raise ValueError(f"channel name must be printable (no control characters): {name!r}")
+
+
+def _check_history(history: int, history_ttl: float | None) -> None:
+    if type(history) is not int or history < 1:
+        raise ValueError(f"history must be an int of at least 1, not {history!r}")
+    if history_ttl is not None and not history_ttl > 0:
+        raise ValueError(f"history_ttl must be positive seconds or None, not {history_ttl!r}")
+
+
+def _check_policy(policy: object, max_lag: int | None) -> None:
+    if policy not in ("disconnect", "drop_oldest"):
+        raise ValueError(f"slow_consumer must be 'disconnect' or 'drop_oldest', not {policy!r}")
+    if max_lag is not None and (type(max_lag) is not int or max_lag < 1):
+        raise ValueError(f"max_lag must be a positive int or None, not {max_lag!r}")

@@ -1,0 +1,254 @@
+"""Subscription: a cursor per channel, read as an async iterator of events."""
+
+from __future__ import annotations
+
+import asyncio
+import warnings
+from typing import TYPE_CHECKING, Any, Literal, final
+
+import anyio
+
+from ._exceptions import SlowConsumerError
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+    from types import TracebackType
+
+    from typing_extensions import Self
+
+    from ._event import Event
+    from ._store import ChannelStore
+
+__all__ = ["SlowConsumerPolicy", "Subscription"]
+
+SlowConsumerPolicy = Literal["disconnect", "drop_oldest"]
+
+# Why a subscription ended; ``None`` while it is open.
+CloseReason = Literal["closed", "store_closed", "revoked", "slow_consumer"]
+
+
+@final
+class Subscription:
+    """Events from one or more channels, in send order, as an async iterator.
+
+    Made by [ChannelStore.subscribe][sse_channels.ChannelStore.subscribe]; it is registered
+    on its channels at once, so nothing sent after ``subscribe()`` returns is missed, even
+    before the first read. Use it as ``async with store.subscribe(...) as sub: async for
+    event in sub: ...``, or call [aclose][sse_channels.Subscription.aclose] yourself.
+
+    Iteration ends normally when the subscription is closed, revoked or the store is
+    closed (``close_reason`` says which); it raises
+    [SlowConsumerError][sse_channels.SlowConsumerError] when the ``"disconnect"`` policy
+    ended it for falling behind.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_buffer",
+        "_entries",
+        "_index",
+        "_last_id",
+        "_max_lag",
+        "_policy",
+        "_relay",
+        "_store",
+        "_waiter",
+        "close_reason",
+        "key",
+        "patterns",
+    )
+
+    def __init__(
+        self,
+        store: ChannelStore,
+        *,
+        key: str | None,
+        policy: SlowConsumerPolicy,
+        max_lag: int | None,
+        patterns: tuple[str, ...],
+    ) -> None:
+        self._store = store
+        #: One ``[channel, cursor]`` pair per channel read (patterns add pairs as channels appear).
+        self._entries: list[list[Any]] = []
+        self._buffer: list[Event] = []
+        self._index = 0
+        self._last_id: str | None = None
+        self._policy = policy
+        self._max_lag = max_lag
+        self._waiter: asyncio.Future[None] | anyio.Event | None = None
+        self._relay: dict[Subscription, None] | None = None
+        #: Why the subscription ended (``"closed"``, ``"store_closed"``, ``"revoked"``,
+        #: ``"slow_consumer"``), or ``None`` while it is open.
+        self.close_reason: CloseReason | None = None
+        #: The key given to ``subscribe()`` (e.g. a user id), used to revoke it.
+        self.key = key
+        self.patterns = patterns
+
+    # -- reading -----------------------------------------------------------------------
+
+    @property
+    def channels(self) -> list[str]:
+        """The names of the channels this subscription reads now."""
+        return [entry[0].name for entry in self._entries]
+
+    @property
+    def last_event_id(self) -> str | None:
+        """The id of the last event handed out: resume from it with ``last_event_id=``."""
+        return self._last_id
+
+    @property
+    def closed(self) -> bool:
+        return self.close_reason is not None
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> Event:
+        """Return the next event, waiting for one if none is pending.
+
+        Raises:
+            StopAsyncIteration: the subscription was closed, revoked, or the store closed.
+            SlowConsumerError: the ``"disconnect"`` policy ended it for falling behind.
+
+        Cancelling it loses nothing: a pending event stays pending.
+        """
+        index = self._index
+        buffer = self._buffer
+        if index >= len(buffer):
+            buffer = await self._next_batch()
+            if not buffer:
+                raise StopAsyncIteration
+            self._buffer = buffer
+            index = 0
+        event = buffer[index]
+        self._index = index + 1
+        if event.id is not None:
+            self._last_id = event.id
+        return event
+
+    async def receive_batch(self) -> list[Event]:
+        """Wait for at least one event and return every event pending, in order.
+
+        Everything pending is returned at once so that a writer can send it in one write.
+        Returns an empty list once the subscription has ended normally.
+
+        Raises:
+            SlowConsumerError: the ``"disconnect"`` policy ended it for falling behind.
+
+        Cancelling it loses nothing: pending events stay pending.
+        """
+        if self._index < len(self._buffer):
+            batch = self._buffer[self._index :]
+            self._buffer, self._index = [], 0
+            if self.close_reason is None:
+                batch += self._store._collect(self)
+        else:
+            batch = await self._next_batch()
+        for event in reversed(batch):
+            if event.id is not None:
+                self._last_id = event.id
+                break
+        return batch
+
+    async def batches(self) -> AsyncIterator[list[Event]]:
+        """Iterate over batches of pending events (see ``receive_batch``) until the end."""
+        while batch := await self.receive_batch():
+            yield batch
+
+    async def _next_batch(self) -> list[Event]:
+        while True:
+            if self.close_reason is not None:
+                if self.close_reason == "slow_consumer":
+                    raise SlowConsumerError(
+                        "subscriber fell further behind than its channel retains; "
+                        f"resume from last_event_id={self._last_id!r}"
+                    )
+                return []
+            batch = self._store._collect(self)
+            if batch:
+                return batch
+            await self._park()
+
+    # -- waiting -----------------------------------------------------------------------
+
+    async def _park(self) -> None:
+        entries = self._entries
+        for entry in entries:
+            entry[0].parked[self] = None
+        try:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # not asyncio: trio, via anyio's portable event
+                event = self._waiter = anyio.Event()
+                await event.wait()
+            else:
+                future = self._waiter = loop.create_future()
+                await future
+        finally:
+            self._waiter = None
+            relay, self._relay = self._relay, None
+            if relay:
+                for other in relay:
+                    if other is not self:
+                        other._ring(None)
+            if len(entries) > 1:
+                for entry in entries:
+                    entry[0].parked.pop(self, None)
+
+    def _ring(self, relay: dict[Subscription, None] | None) -> bool:
+        """Wake this subscription if it waits; it then wakes the rest of ``relay``."""
+        waiter = self._waiter
+        if waiter is None:
+            return False
+        if isinstance(waiter, anyio.Event):
+            if waiter.is_set():
+                return False
+            waiter.set()
+        else:
+            if waiter.done():
+                return False
+            waiter.set_result(None)
+        if relay is not None:
+            self._relay = relay
+        return True
+
+    # -- closing -----------------------------------------------------------------------
+
+    def close(self, reason: CloseReason = "closed") -> None:
+        """End the subscription now (synchronous form of ``aclose``); idempotent."""
+        if self.close_reason is not None:
+            return
+        self.close_reason = reason
+        self._store._release(self)
+        self._ring(None)
+
+    async def aclose(self) -> None:
+        """End the subscription and release its channels; a waiting reader stops.
+
+        Never blocks, so it is safe in ``finally`` and in cancelled code.
+        """
+        self.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if getattr(self, "close_reason", "closed") is None:
+            warnings.warn(
+                f"unclosed {self!r}; use 'async with' or call aclose()",
+                ResourceWarning,
+                stacklevel=1,
+                source=self,
+            )
+
+    def __repr__(self) -> str:
+        state = self.close_reason or "open"
+        return f"<Subscription {self.channels + list(self.patterns)!r} {state}>"

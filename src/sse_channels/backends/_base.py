@@ -1,0 +1,79 @@
+"""The Backend protocol: what a store needs from whatever carries its events.
+
+The store keeps, in each process, one bounded log per channel and does all fan-out to
+local subscribers itself. A backend only has to:
+
+1. give every event a store-wide *ordering key* (an ``int`` that grows with every send,
+   across all channels) and an id string that encodes it (``format_id`` / ``parse_id``);
+2. hand each event, with its key, to ``deliver(channel, key, event)`` in every process
+   that watches the channel, in key order per channel (the in-memory backend calls it
+   before ``publish`` returns; a networked backend calls it from its reader);
+3. answer ``history(channel, after, through)`` for resume requests that reach further back
+   than this process's log (return ``None`` when those events are gone: the subscriber
+   then gets a gap signal).
+
+Third-party backends implement this Protocol; inheriting from it is not required. Every
+backend should pass the contract suite in ``tests/backend_contract.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from .._event import Event
+
+__all__ = ["Backend", "Deliver"]
+
+#: ``deliver(channel, key, event)``: append an event to the local log and wake readers.
+Deliver = Callable[[str, int, "Event"], None]
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """The contract between a [ChannelStore][sse_channels.ChannelStore] and its transport.
+
+    All methods but ``publish_sync`` are called from the event loop's thread.
+    """
+
+    def attach(self, deliver: Deliver) -> None:
+        """Called once by the store before anything else, with its delivery callback."""
+
+    async def start(self) -> None:
+        """Connect and start any background reading (idempotent; called on first use)."""
+
+    async def publish(self, channel: str, event: Event) -> Event:
+        """Store ``event`` (which has no id yet) and return it with its id set.
+
+        The returned event's id must be ``format_id(key)`` unless the caller chose one.
+        """
+
+    def publish_sync(self, channel: str, event: Event) -> Event | None:
+        """Publish from a thread with no event loop; return ``None`` if not supported."""
+
+    def format_id(self, key: int) -> str:
+        """The id string for an ordering key: printable ASCII, no spaces at either end."""
+
+    def parse_id(self, event_id: str) -> int | None:
+        """The ordering key an id encodes, or ``None`` if it is not one of ours."""
+
+    def latest_key(self) -> int:
+        """The highest ordering key handed out so far (0 before the first event)."""
+
+    async def history(
+        self, channel: str, after: int, through: int
+    ) -> list[tuple[int, Event]] | None:
+        """Events of ``channel`` with ``after < key <= through``, oldest first; ``None`` if gone."""
+
+    def watch(self, channel: str) -> int:
+        """Start delivering ``channel`` to this process; return the key it is complete after."""
+
+    def unwatch(self, channel: str) -> None:
+        """Stop delivering ``channel`` to this process (its last local subscriber left)."""
+
+    def statistics(self) -> dict[str, Any]:
+        """Backend health and counters, merged into ``store.statistics()``."""
+
+    async def aclose(self) -> None:
+        """Stop background work and release connections."""
