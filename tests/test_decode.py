@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import gc
 import itertools
-import time
 from typing import TYPE_CHECKING
 
 import pytest
@@ -357,35 +355,13 @@ def test_decoded_event_encodes_like_format_sse() -> None:
     assert parse_sse(event.encoded) == [event]
 
 
-def test_parse_sse_time_grows_linearly_with_stream_size() -> None:
-    # Regression: every line rescanned the rest of the chunk for the terminator it lacked
-    # (CR in an LF-only stream), so one large chunk took quadratic time.
-    def seconds(count: int) -> float:
-        stream = b"".join(format_sse("x" * 40, id=str(n)) for n in range(count))
-        best = float("inf")
-        for _ in range(3):
-            start = time.perf_counter()
-            parse_sse(stream)
-            best = min(best, time.perf_counter() - start)
-        return best
-
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        small, large = seconds(2_000), seconds(16_000)
-    finally:
-        if gc_was_enabled:
-            gc.enable()
-    assert large < 30 * small  # linear: about 8x; quadratic: 64x and more
-
-
 # --- properties: any chunking gives the same events -----------------------------------------------
 
 EVENTS = st.lists(
     st.tuples(
         st.text(),
         st.none()
-        | st.text(st.characters(exclude_characters="\r\n")).filter(
+        | st.text(st.characters(codec="utf-8", exclude_characters="\r\n")).filter(
             lambda name: name not in RESERVED_EVENT_NAMES
         ),
         st.none() | st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E)).map(str.strip),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import json
 from typing import Any
 
@@ -17,8 +18,8 @@ from sse_channels import RESERVED_EVENT_NAMES, Event, format_sse, parse_sse
 ANY_TEXT = st.text(
     st.one_of(st.characters(), st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF))
 )
-#: Event names format_sse must accept: no CR/LF, no surrogate (st.characters() has none).
-VALID_EVENTS = st.text(st.characters(exclude_characters="\r\n")).filter(
+#: Event names format_sse must accept: no CR/LF, no surrogate (codec="utf-8" excludes them).
+VALID_EVENTS = st.text(st.characters(codec="utf-8", exclude_characters="\r\n")).filter(
     lambda name: name not in RESERVED_EVENT_NAMES
 )
 #: Ids format_sse must accept: printable ASCII, no surrounding space ("" resets the last id).
@@ -503,3 +504,10 @@ def test_format_sse_concatenated_blocks_decode_to_the_same_events(blocks: list[B
             Event(normalised(text), event=event or None, id=last_id or None, retry=retry)
         )
     assert parse_sse(stream) == expected
+
+
+def test_format_sse_sends_a_str_subclass_as_text_not_json() -> None:
+    class Status(str, enum.Enum):
+        ONLINE = "online"
+
+    assert format_sse(Status.ONLINE) == b"data: online\n\n"

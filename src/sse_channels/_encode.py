@@ -31,10 +31,14 @@ _json_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_
 def serialize(data: Any, serializer: Serializer | None = None) -> str:
     """Turn a non-``str`` payload into text: compact JSON unless ``serializer`` is given.
 
+    A ``str`` subclass (e.g. a ``StrEnum`` member) is text already and is sent as is.
+
     Raises:
         TypeError: the value cannot be serialised (including NaN and infinities, which are
             not JSON).
     """
+    if isinstance(data, str):
+        return str.__str__(data)
     try:
         out = (_json_dumps if serializer is None else serializer)(data)
     except Exception as exc:  # json raises TypeError/ValueError, other serialisers their own
