@@ -42,3 +42,25 @@ def test_every_private_module_is_underscored() -> None:
         m.name for m in pkgutil.iter_modules(sse_channels.__path__) if not m.name.startswith("_")
     }
     assert public <= PUBLIC_MODULES, public - PUBLIC_MODULES
+
+
+TESTING_EXPECTED = {
+    "ChannelRecorder",
+    "CollectTimeoutError",
+    "SSEStream",
+    "assert_events",
+    "collect",
+    "connect_sse",
+    "drain",
+    "gap_reason",
+}
+
+
+def test_testing_module_exports_a_sorted_curated_surface() -> None:
+    import sse_channels.testing
+
+    names = sse_channels.testing.__all__
+    assert set(names) == TESTING_EXPECTED
+    assert names == sorted(names, key=lambda name: (not name[0].isupper(), name))
+    for name in names:
+        assert getattr(sse_channels.testing, name).__module__ == "sse_channels.testing", name

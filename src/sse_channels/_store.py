@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-import math
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, final
@@ -18,7 +18,7 @@ import anyio.lowlevel
 from ._channel import Channel
 from ._encode import _check_id, format_sse, serialize
 from ._event import Event
-from ._exceptions import StoreClosedError
+from ._exceptions import StoreClosedError, SubscriptionClosed
 from ._pattern import compile_pattern, is_pattern
 from ._subscription import SlowConsumerPolicy, Subscription
 from .backends.memory import MemoryBackend
@@ -29,6 +29,7 @@ if sys.version_info < (3, 11):  # pragma: no cover
 if TYPE_CHECKING:
     from types import TracebackType
 
+    from anyio.abc import TaskGroup
     from typing_extensions import Self
 
     from .backends._base import Backend
@@ -106,6 +107,7 @@ class ChannelStore:
         self._subscriptions: WeakSet[Subscription] = WeakSet()
         self._closed = False
         self._started = False
+        self._task_group: TaskGroup | None = None
         self._token: anyio.lowlevel.EventLoopToken | None = None
         self._loop_thread: int | None = None
         self._counts = dict.fromkeys(
@@ -137,7 +139,8 @@ class ChannelStore:
         if existing is not None:
             existing.capacity, existing.ttl = limits
             if existing.ttl is not None and existing.times is None:
-                existing.times = [-math.inf] * len(existing.events)
+                # Their real age is unknown: count it from now rather than drop them all.
+                existing.times = [time.monotonic()] * len(existing.events)
 
     # -- sending -----------------------------------------------------------------------
 
@@ -222,7 +225,7 @@ class ChannelStore:
     ) -> Event:
         if self._closed:
             raise StoreClosedError("the store is closed")
-        if type(channel) is not str or not channel or "*" in channel:
+        if type(channel) is not str or not channel or "*" in channel or not channel.isprintable():
             _check_channel(channel)
         if event == GAP_EVENT:
             raise ValueError(f"event type {GAP_EVENT!r} is reserved for the store's gap signal")
@@ -311,6 +314,10 @@ class ChannelStore:
         patterns = tuple(dict.fromkeys(n for n in channels if is_pattern(n)))
         subscription = Subscription(self, key=key, policy=policy, max_lag=lag, patterns=patterns)
         names = list(dict.fromkeys(n for n in channels if not is_pattern(n)))
+        # Create named channels before registering this subscription's patterns, or a pattern
+        # would attach it to a new channel that the loop below then attaches a second time.
+        for name in names:
+            self._channel(name)
         for pattern in patterns:
             entry = self._patterns.get(pattern)
             if entry is None:
@@ -320,9 +327,19 @@ class ChannelStore:
         self._subscriptions.add(subscription)
         resume = self._resume_key(names, last_event_id)
         gaps: list[Event] = []
-        for name in names:
-            self._attach(subscription, self._channel(name), resume, gaps)
-        if gaps:
+        fetches: list[tuple[Channel, int, int]] = []
+        try:
+            for pattern in patterns:
+                if len(self._patterns[pattern][1]) == 1:  # its first subscriber
+                    self._backend.watch(pattern)
+            for name in names:
+                self._attach(subscription, self._channel(name), resume, gaps, fetches)
+        except BaseException:
+            subscription.close()
+            raise
+        if fetches:
+            subscription._fetches = (fetches, gaps)
+        elif gaps:
             subscription._buffer = gaps
         return subscription
 
@@ -334,6 +351,7 @@ class ChannelStore:
         Raises:
             TimeoutError: nothing arrived within ``timeout`` seconds.
             StoreClosedError: the store was closed before an event arrived.
+            SubscriptionClosed: the wait was revoked (``revoke(channel=...)``).
 
         Cancelling it loses nothing but the wait.
         """
@@ -341,7 +359,9 @@ class ChannelStore:
             async with self.subscribe(channel) as subscription:
                 async for event in subscription:
                     return event
-        raise StoreClosedError("the store was closed while waiting")
+        if subscription.close_reason == "store_closed":
+            raise StoreClosedError("the store was closed while waiting")
+        raise SubscriptionClosed(subscription.close_reason or "closed")
 
     def listen(self, channel: str, callback: _Listener) -> Callable[[], None]:
         """Call ``callback(event)`` for each event on ``channel``; return the unsubscriber.
@@ -360,7 +380,13 @@ class ChannelStore:
         listener: _Listener = lambda event: handle[0](event)  # noqa: E731
         state.listeners.append(listener)
         if state.is_state and state.events:
-            callback(state.events[-1])
+            try:
+                callback(state.events[-1])
+            except BaseException:
+                # The caller never gets the unsubscriber, so nothing may stay registered.
+                state.listeners.remove(listener)
+                self._maybe_unwatch(state)
+                raise
 
         def unsubscribe() -> None:
             if listener in state.listeners:
@@ -410,8 +436,28 @@ class ChannelStore:
         return self._closed
 
     async def __aenter__(self) -> Self:
+        """Start the store for the duration of the block (e.g. your app's lifespan).
+
+        The backend's background work (the Redis reader, say) runs in a task group that
+        this block owns; leaving the block closes the store and stops it.
+
+        Raises:
+            StoreClosedError: the store was closed.
+            BackendError: the backend could not start (e.g. Redis cannot be reached).
+        """
         self._remember_loop()
-        await self._start()
+        if self._closed:
+            raise StoreClosedError("the store is closed")
+        task_group = anyio.create_task_group()
+        await task_group.__aenter__()
+        try:
+            self._started = True
+            await self._backend.start(task_group)
+        except BaseException:
+            task_group.cancel_scope.cancel()
+            await task_group.__aexit__(None, None, None)
+            raise
+        self._task_group = task_group
         return self
 
     async def __aexit__(
@@ -420,7 +466,13 @@ class ChannelStore:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self.aclose()
+        try:
+            await self.aclose()
+        finally:
+            task_group, self._task_group = self._task_group, None
+            if task_group is not None:
+                task_group.cancel_scope.cancel()
+                await task_group.__aexit__(None, None, None)
 
     def statistics(self) -> StoreStatistics:
         """A snapshot of counters: channels, live subscribers, events, drops, gaps."""
@@ -441,7 +493,7 @@ class ChannelStore:
             raise StoreClosedError("the store is closed")
         if not self._started:
             self._started = True
-            await self._backend.start()
+            await self._backend.start(None)
 
     def _remember_loop(self) -> None:
         if self._token is None:
@@ -472,6 +524,11 @@ class ChannelStore:
         if not channel.subscribers and not channel.listeners:
             self._backend.unwatch(channel.name)
             channel.expire()
+            # A channel that never had an event holds nothing worth keeping; without this,
+            # every name ever subscribed to (e.g. from a URL) would stay in memory.
+            name = channel.name
+            if channel.end == 0 and not channel.is_state and self._channels.get(name) is channel:
+                del self._channels[name]
 
     def _resume_key(self, names: Iterable[str], last_event_id: str | None) -> int | None:
         """The ordering key to resume after; -1 for an id we cannot place."""
@@ -494,6 +551,7 @@ class ChannelStore:
         channel: Channel,
         resume: int | None,
         gaps: list[Event],
+        fetches: list[tuple[Channel, int, int]] | None = None,
         *,
         at_start: bool = False,
     ) -> None:
@@ -502,6 +560,8 @@ class ChannelStore:
         end = channel.end
         if at_start:  # a new channel matched a pattern: its first event is being sent now
             cursor = end
+            if subscription._waiter is not None:  # waiting on its other channels (or none)
+                channel.parked[subscription] = None
         elif channel.is_state:
             # The current value first, unless the subscriber already has the latest one.
             cursor = end
@@ -514,12 +574,25 @@ class ChannelStore:
         elif resume < 0:
             cursor = end
             gaps.append(self._gap(channel, "unknown_id", self._backend.latest_key()))
+        elif channel.complete_after > resume and fetches is not None:
+            # Only a networked backend watches from a later point: what this process did
+            # not receive comes from the backend's history at the first read.
+            through = max(channel.complete_after, channel.lost_through())
+            cursor = channel.position_after(through)
+            fetches.append((channel, resume, through))
+            self._counts["replayed"] += end - cursor
         elif channel.lost_through() > resume or channel.complete_after > resume:
             cursor = channel.retained_start()
             gaps.append(self._gap(channel, "expired", channel.seq_at(cursor)))
+            self._counts["replayed"] += end - cursor
         else:
             cursor = channel.position_after(resume)
             self._counts["replayed"] += end - cursor
+            if resume > channel.seq_at(end):
+                # The id is newer than this log (a networked backend's reader can lag the
+                # server that handed it out): events up to it may still arrive; skip them.
+                subscription._entries.append([channel, cursor, resume])
+                return
         subscription._entries.append([channel, cursor])
 
     def _gap(self, channel: Channel, reason: str, key: int) -> Event:
@@ -539,11 +612,22 @@ class ChannelStore:
                 entry_[1].discard(subscription)
                 if not entry_[1]:
                     del self._patterns[pattern]
+                    self._backend.unwatch(pattern)
         self._subscriptions.discard(subscription)
 
-    def _deliver(self, name: str, key: int, event: Event) -> None:
-        """Append an event to its channel's log and wake its readers (the backend calls this)."""
+    def _deliver(self, name: str, key: int, event: Event | None) -> None:
+        """Append an event to its channel's log and wake its readers (the backend calls this).
+
+        ``event=None``: the backend lost this channel's events up to ``key`` (e.g. Redis
+        restarted empty); a gap signal goes into the log in their place.
+        """
         channel = self._channels.get(name) or self._channel(name)
+        if event is None:
+            if channel.is_state:
+                return  # the next value replaces whatever was lost
+            channel.append(key, self._gap(channel, "lost", key))
+            channel.wake()
+            return
         channel.append(key, event)
         self._counts["events_sent"] += 1
         channel.wake()
@@ -560,6 +644,10 @@ class ChannelStore:
             keyed: list[tuple[int, Event]] = []
             for entry in entries:
                 self._take(subscription, entry, keyed)
+            if subscription.close_reason is not None:
+                # Disconnected for lag on one channel: handing out later events of the others
+                # would move its last id past events it never got, and resume would skip them.
+                return []
             keyed.sort(key=_first)
             batch = [event for _, event in keyed]
         if batch:
@@ -575,6 +663,14 @@ class ChannelStore:
         end = start + len(channel.events)
         if cursor >= end:
             return []
+        if len(entry) > 2:  # resumed from an id this log had not reached: skip up to it
+            skip = entry[2]
+            cursor = max(cursor, channel.position_after(skip))
+            if channel.seqs[-1] > skip:
+                del entry[2]
+            if cursor >= end:
+                entry[1] = end
+                return []
         gap: Event | None = None
         if cursor < start or end - cursor > channel.capacity or channel.times is not None:
             first = channel.retained_start()
@@ -588,7 +684,11 @@ class ChannelStore:
                 cursor = first
             if cursor >= end:
                 entry[1] = end
-                return [gap] if gap is not None else []
+                if gap is None:
+                    return []
+                if keyed is not None:
+                    keyed.append((channel.seq_at(cursor), gap))
+                return [gap]
         max_lag = subscription._max_lag
         if max_lag is not None and end - cursor > max_lag and not channel.is_state:
             if subscription._policy == "disconnect":
@@ -610,6 +710,27 @@ class ChannelStore:
             keyed.append((channel.seq_at(cursor), gap))
         keyed.extend(zip(seqs, events, strict=True))
         return events
+
+    async def _replay(self, subscription: Subscription) -> list[Event]:
+        """The first batch of a subscription that resumes from before this process's log."""
+        assert subscription._fetches is not None
+        fetches, gaps = subscription._fetches
+        batch = list(gaps)
+        keyed: list[tuple[int, Event]] = []
+        for channel, after, through in fetches:
+            events = await self._backend.history(channel.name, after, through)
+            if events is None:
+                batch.append(self._gap(channel, "expired", through))
+            else:
+                keyed.extend(events)
+        subscription._fetches = None
+        keyed.sort(key=_first)
+        self._counts["replayed"] += len(keyed)
+        self._counts["events_delivered"] += len(keyed) + len(batch)
+        batch += [event for _, event in keyed]
+        if subscription.close_reason is None:
+            batch += self._collect(subscription)
+        return batch
 
     def _disconnect(self, subscription: Subscription) -> list[Event]:
         self._counts["slow_consumer_disconnects"] += 1

@@ -46,6 +46,7 @@ class Subscription:
         "__weakref__",
         "_buffer",
         "_entries",
+        "_fetches",
         "_index",
         "_last_id",
         "_max_lag",
@@ -71,6 +72,8 @@ class Subscription:
         #: One ``[channel, cursor]`` pair per channel read (patterns add pairs as channels appear).
         self._entries: list[list[Any]] = []
         self._buffer: list[Event] = []
+        #: Resume reads to make from the backend's history before the first batch.
+        self._fetches: tuple[list[Any], list[Event]] | None = None
         self._index = 0
         self._last_id: str | None = None
         self._policy = policy
@@ -150,12 +153,19 @@ class Subscription:
                 break
         return batch
 
-    async def batches(self) -> AsyncIterator[list[Event]]:
-        """Iterate over batches of pending events (see ``receive_batch``) until the end."""
-        while batch := await self.receive_batch():
-            yield batch
+    def batches(self) -> AsyncIterator[list[Event]]:
+        """Iterate over batches of pending events (see ``receive_batch``) until the end.
+
+        Leaving the loop early is fine: this is a plain iterator, not an async generator
+        that would need closing (trio warns about those when they are dropped).
+        """
+        return _Batches(self)
 
     async def _next_batch(self) -> list[Event]:
+        if self._fetches is not None and self.close_reason is None:
+            batch = await self._store._replay(self)
+            if batch:
+                return batch
         while True:
             if self.close_reason is not None:
                 if self.close_reason == "slow_consumer":
@@ -167,7 +177,8 @@ class Subscription:
             batch = self._store._collect(self)
             if batch:
                 return batch
-            await self._park()
+            if self.close_reason is None:  # _collect may have disconnected it: don't park
+                await self._park()
 
     # -- waiting -----------------------------------------------------------------------
 
@@ -252,3 +263,20 @@ class Subscription:
     def __repr__(self) -> str:
         state = self.close_reason or "open"
         return f"<Subscription {self.channels + list(self.patterns)!r} {state}>"
+
+
+@final
+class _Batches:
+    __slots__ = ("_subscription",)
+
+    def __init__(self, subscription: Subscription) -> None:
+        self._subscription = subscription
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> list[Event]:
+        batch = await self._subscription.receive_batch()
+        if not batch:
+            raise StopAsyncIteration
+        return batch

@@ -7,10 +7,18 @@ local subscribers itself. A backend only has to:
    across all channels) and an id string that encodes it (``format_id`` / ``parse_id``);
 2. hand each event, with its key, to ``deliver(channel, key, event)`` in every process
    that watches the channel, in key order per channel (the in-memory backend calls it
-   before ``publish`` returns; a networked backend calls it from its reader);
+   before ``publish`` returns; a networked backend calls it from its reader). When it
+   knows that events of a watched channel up to ``key`` were lost (its server forgot them,
+   or trimmed them before they were read), it calls ``deliver(channel, key, None)``: the
+   store puts a gap signal in their place;
 3. answer ``history(channel, after, through)`` for resume requests that reach further back
    than this process's log (return ``None`` when those events are gone: the subscriber
-   then gets a gap signal).
+   then gets a gap signal). The store asks only for keys at or below what ``watch``
+   returned, so a backend whose ``watch`` returns 0 is never asked.
+
+``watch`` is also called with a ``*`` pattern (when its first subscriber arrives) and
+``unwatch`` with it when the last one leaves: a networked backend then delivers every
+channel matching it, including channels first sent to later by another process.
 
 Third-party backends implement this Protocol; inheriting from it is not required. Every
 backend should pass the contract suite in ``tests/backend_contract.py``.
@@ -22,12 +30,15 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
+    from anyio.abc import TaskGroup
+
     from .._event import Event
 
 __all__ = ["Backend", "Deliver"]
 
-#: ``deliver(channel, key, event)``: append an event to the local log and wake readers.
-Deliver = Callable[[str, int, "Event"], None]
+#: ``deliver(channel, key, event)``: append an event to the local log and wake readers;
+#: ``event=None`` reports that the channel's events up to ``key`` were lost.
+Deliver = Callable[[str, int, "Event | None"], None]
 
 
 @runtime_checkable
@@ -40,8 +51,14 @@ class Backend(Protocol):
     def attach(self, deliver: Deliver) -> None:
         """Called once by the store before anything else, with its delivery callback."""
 
-    async def start(self) -> None:
-        """Connect and start any background reading (idempotent; called on first use)."""
+    async def start(self, task_group: TaskGroup | None) -> None:
+        """Connect, and start any background reading in ``task_group`` (idempotent).
+
+        ``async with store:`` calls it with a task group that lives as long as the block,
+        so background tasks have an owner that cancels them. Without ``async with``, the
+        store calls it with ``None`` on first use; a backend that needs background work to
+        deliver events then raises from ``watch`` instead.
+        """
 
     async def publish(self, channel: str, event: Event) -> Event:
         """Store ``event`` (which has no id yet) and return it with its id set.
@@ -67,7 +84,12 @@ class Backend(Protocol):
         """Events of ``channel`` with ``after < key <= through``, oldest first; ``None`` if gone."""
 
     def watch(self, channel: str) -> int:
-        """Start delivering ``channel`` to this process; return the key it is complete after."""
+        """Deliver ``channel`` (or a ``*`` pattern) here; return the key it is complete after.
+
+        Raises:
+            RuntimeError: the backend cannot deliver yet (e.g. it was started without a
+                task group); the store then registers nothing.
+        """
 
     def unwatch(self, channel: str) -> None:
         """Stop delivering ``channel`` to this process (its last local subscriber left)."""

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any, final
 from .._event import Event
 
 if TYPE_CHECKING:
+    from anyio.abc import TaskGroup
+
     from ._base import Deliver
 
 __all__ = ["MemoryBackend"]
@@ -34,7 +36,7 @@ class MemoryBackend:
     def attach(self, deliver: Deliver) -> None:
         self._deliver = deliver
 
-    async def start(self) -> None:
+    async def start(self, task_group: TaskGroup | None = None) -> None:
         return None
 
     async def publish(self, channel: str, event: Event) -> Event:

@@ -1,0 +1,1 @@
+"""Benchmark scripts (a package only so that type checkers name redis.py ``benchmarks.redis``)."""

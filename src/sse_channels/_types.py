@@ -1,0 +1,16 @@
+"""ASGI type aliases, as in ``starlette/types.py``: one place, no dependency on any framework."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any, TypeAlias
+
+__all__ = ["ASGIApp", "Message", "Receive", "Scope", "Send"]
+
+Scope: TypeAlias = MutableMapping[str, Any]
+Message: TypeAlias = MutableMapping[str, Any]
+
+Receive: TypeAlias = Callable[[], Awaitable[Message]]
+Send: TypeAlias = Callable[[Message], Awaitable[None]]
+
+ASGIApp: TypeAlias = Callable[[Scope, Receive, Send], Awaitable[None]]
