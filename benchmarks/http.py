@@ -28,8 +28,10 @@ each connection gets all M in order. Each payload carries the server's
 ``time.monotonic()`` at publish time (the clock is system-wide), so the client measures the
 latency of every delivery. Reported per contender and K (median of the rounds, which are
 interleaved): deliveries/s (K*M over the time from the first publish to the last event
-received), p50 and p99 latency, server and client CPU use (CPU seconds per wall second, so
-1.0 is one full core). On 2 cores the client can be the limit: compare its CPU figure.
+received), deliveries per CPU-second of the server process (steadier than deliveries/s
+when other work shares the machine: it counts only the time the server actually ran), p50
+and p99 latency, server and client CPU use (CPU seconds per wall second, so 1.0 is one full
+core). On 2 cores the client can be the limit: compare its CPU figure.
 
 Prints markdown tables to stdout and writes nothing.
 """
@@ -545,27 +547,30 @@ def main() -> None:
         m = max(1, args.deliveries // k)
         print(f"### K = {k} connections, M = {m} events ({k * m:,} deliveries)\n")
         print(
-            "| contender | deliveries/s | vs raw ASGI | p50 latency | p99 latency "
-            "| server CPU | client CPU |"
+            "| contender | deliveries/s | vs raw ASGI | per server CPU-second | vs raw ASGI "
+            "| p50 latency | p99 latency | server CPU | client CPU |"
         )
-        print("|---|---:|---:|---:|---:|---:|---:|")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
         rows = {}
         for name in names:
             runs = results[(name, k)]
             rows[name] = (
                 statistics.median(r.rate for r in runs),
+                statistics.median(r.rate / max(r.server_cpu, 1e-9) for r in runs),
                 statistics.median(r.p50 for r in runs),
                 statistics.median(r.p99 for r in runs),
                 statistics.median(r.server_cpu for r in runs),
                 statistics.median(r.client_cpu for r in runs),
                 all(r.ok for r in runs),
             )
-        base = rows.get("raw ASGI", (float("nan"),))[0]
-        for name, (rate, p50, p99, server_cpu, client_cpu, ok) in rows.items():
+        nan = float("nan")
+        base, base_cpu = rows.get("raw ASGI", (nan, nan))[:2]
+        for name, (rate, per_cpu, p50, p99, server_cpu, client_cpu, ok) in rows.items():
             flag = "" if ok else " (incomplete)"
             print(
-                f"| {name}{flag} | {rate:,.0f} | {rate / base:.2f}x | {p50 * 1000:.1f} ms "
-                f"| {p99 * 1000:.1f} ms | {server_cpu:.2f} | {client_cpu:.2f} |"
+                f"| {name}{flag} | {rate:,.0f} | {rate / base:.2f}x | {per_cpu:,.0f} "
+                f"| {per_cpu / base_cpu:.2f}x | {p50 * 1000:.1f} ms | {p99 * 1000:.1f} ms "
+                f"| {server_cpu:.2f} | {client_cpu:.2f} |"
             )
         print()
 

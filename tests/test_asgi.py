@@ -196,17 +196,17 @@ async def test_heartbeat_is_a_comment_after_each_idle_interval() -> None:
         await stream.wait_comments(4)  # the opening comment and three heartbeats
         elapsed = time.monotonic() - began
         assert stream.chunks[1:] == [HEARTBEAT] * 3
-        assert 0.28 <= elapsed < 1.5
+        assert 0.28 <= elapsed < 5  # lower bound is the contract; upper only catches hangs
 
 
 async def test_no_heartbeat_while_events_flow() -> None:
     async with (
         ChannelStore() as store,
-        connect_sse(stream_app(store.subscribe("news"), heartbeat=0.25)) as stream,
+        connect_sse(stream_app(store.subscribe("news"), heartbeat=1.0)) as stream,
     ):
-        for n in range(8):
+        for n in range(8):  # gaps far shorter than the heartbeat interval, even under load
             await store.send("news", str(n))
-            await anyio.sleep(0.05)
+            await anyio.sleep(0.02)
         await stream.read_events(8)
         assert HEARTBEAT not in stream.chunks
         # Idle again: a heartbeat follows, after the last event and never inside one.
@@ -482,6 +482,18 @@ async def test_event_stream_ends_a_slow_consumer_quietly() -> None:
             await store.send("news", str(n))
         assert [chunk async for chunk in body] == []
         assert subscription.close_reason == "slow_consumer"
+
+
+async def test_event_stream_closed_before_its_first_chunk_releases_the_subscription() -> None:
+    # A framework may drop the response before reading it (client gone at once): an async
+    # generator that never started cannot run its finally, so the body must close it.
+    async with ChannelStore() as store:
+        subscription = store.subscribe("news")
+        body = event_stream(subscription)
+        await body.aclose()
+        assert subscription.closed
+        assert store.statistics().subscribers == 0
+        assert [chunk async for chunk in body] == []
 
 
 def test_event_stream_rejects_bad_options_at_the_call() -> None:
@@ -1076,13 +1088,12 @@ async def test_real_server_shutdown_signal_ends_open_streams_and_the_server_exit
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM semantics are POSIX")
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # granian runs its own loop: one client run
 async def test_real_server_granian_sigterm_ends_open_streams_and_the_server_exits(
     anyio_backend: str,
 ) -> None:
-    """granian (optional: skipped when not installed) passes SIGTERM on to its workers."""
+    """granian passes SIGTERM on to its workers; the store closes and the streams end."""
     pytest.importorskip("granian")
-    if anyio_backend != "asyncio":
-        pytest.skip("granian runs its own event loop; the client side needs no second run")
     with serve_in_subprocess(SHUTDOWN_APP, server="granian") as server:
         streams = [await open_stream(server.host, server.port, "/events/") for _ in range(3)]
         try:

@@ -21,6 +21,7 @@ import pytest
 import redis
 
 from _redis import RedisServer, redis_server, redis_url, restartable_redis, unique_prefix
+from backend_contract import BackendContract, StoreFactory
 from sse_channels import GAP_EVENT, BackendError, ChannelStore, Event, Subscription
 from sse_channels.backends import Backend
 from sse_channels.backends.redis import RedisBackend
@@ -89,6 +90,27 @@ async def nothing_more(subscription: Subscription, wait: float = 0.2) -> None:
 def n_of(event: Event) -> int:
     assert event.id is not None
     return int(event.id.rpartition("-")[2])
+
+
+# -- the backend contract, unchanged ------------------------------------------------------
+
+
+class TestRedisBackendContract(BackendContract):
+    """The contract every backend passes, on a real Redis (one key prefix per test)."""
+
+    @pytest.fixture
+    def anyio_backend(self) -> str:
+        return "asyncio"
+
+    @pytest.fixture
+    def store_factory(self, redis_url: str, prefix: str) -> StoreFactory:
+        def make(**options: Any) -> ChannelStore:
+            # The contract asks that history= bound what the whole system keeps: the
+            # streams too.
+            maxlen = options.get("history", 1000)
+            return ChannelStore(RedisBackend(redis_url, prefix=prefix, maxlen=maxlen), **options)
+
+        return make
 
 
 # -- delivery ------------------------------------------------------------------------------
@@ -327,17 +349,21 @@ async def test_multi_channel_resume_replays_each_channel_after_the_one_id(
     resumed.close()
 
 
-async def test_resume_older_than_the_stream_retains_gets_a_gap(stores: Stores) -> None:
-    a = await stores.start(maxlen=1)  # Redis keeps whole blocks of 100 entries
-    b = await stores.start(poll_interval=0.1)
+async def test_resume_older_than_the_stream_retains_gets_a_gap_then_the_retained_rest(
+    stores: Stores,
+) -> None:
+    a = await stores.start(maxlen=50)  # Redis physically keeps whole blocks of ~100 entries
+    b = await stores.start(maxlen=50, poll_interval=0.1)
     first = await a.send("t", "first")
     for i in range(400):
         await a.send("t", str(i))
     await anyio.sleep(0.3)  # b's reader refreshes the counter every poll_interval
     resumed = b.subscribe("t", last_event_id=first.id)
-    got = await read(resumed, 1)
+    got = await read_until(resumed, "399")
     assert got[0].event == GAP_EVENT
     assert json.loads(got[0].data) == {"reason": "expired", "channel": "t"}
+    # Exactly the newest maxlen events follow (not what Redis happens to keep beyond that).
+    assert [e.data for e in got[1:]] == [str(i) for i in range(350, 400)]
     await a.send("t", "live")
     assert [e.data for e in await read(resumed, 1)] == ["live"]
     resumed.close()
@@ -498,7 +524,9 @@ async def test_retried_send_is_stored_once(redis_url: str, prefix: str) -> None:
 
     first = await attempt(False)
     # The reply to the first attempt was lost (say): the retry finds the entry instead.
-    assert await attempt(True) == first
+    epoch, again = await attempt(True)
+    assert again == first
+    assert epoch.decode().partition(":")[0] == backend._label
     with redis.Redis.from_url(redis_url) as check:
         assert check.xlen(prefix + "ch:c") == 1
     await backend.aclose()

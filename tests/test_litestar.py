@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING, Any, cast
 
 import pytest
@@ -20,7 +19,7 @@ from litestar.response import Stream  # noqa: TC002 (Litestar reads handler anno
 import _framework_scenarios as scenarios
 from _servers import HERE, RunningServer, serve_in_subprocess, serve_in_thread, server_for
 from sse_channels import ChannelStore
-from sse_channels.asgi import EventStreamResponse, opening_comment
+from sse_channels.asgi import EventStreamBody, EventStreamResponse, opening_comment
 from sse_channels.litestar import last_event_id, sse_response
 from sse_channels.testing import connect_sse
 
@@ -121,7 +120,7 @@ async def test_litestar_background_task_closes_a_stream_left_mid_write() -> None
         subscription = store.subscribe("news")
         response = sse_response(subscription)
         body = response.iterator
-        assert isinstance(body, AsyncGenerator)
+        assert isinstance(body, EventStreamBody)
         assert await anext(body) == opening_comment()
         assert response.background is not None
         await response.background()

@@ -1061,7 +1061,7 @@ class SpyBackend:
 
     async def history(
         self, channel: str, after: int, through: int
-    ) -> list[tuple[int, Event]] | None:
+    ) -> tuple[int, list[tuple[int, Event]]] | None:
         return await self.inner.history(channel, after, through)
 
     def watch(self, channel: str) -> int:

@@ -346,3 +346,16 @@ async def test_subscription_disconnected_on_one_channel_hands_out_no_later_event
         with pytest.raises(SlowConsumerError):
             await subscription.receive_batch()
         assert subscription.last_event_id is None
+
+
+async def test_subscription_last_event_id_tracks_mixed_iteration_and_batches() -> None:
+    store = ChannelStore()
+    async with store.subscribe("room") as subscription:
+        sent = [await store.send("room", str(n)) for n in range(3)]
+        assert (await subscription.__anext__()).id == sent[0].id
+        assert subscription.last_event_id == sent[0].id
+        assert data(await subscription.receive_batch()) == ["1", "2"]
+        assert subscription.last_event_id == sent[2].id
+        later = await store.send("room", "3")
+        assert (await subscription.__anext__()).id == later.id
+        assert subscription.last_event_id == later.id

@@ -97,6 +97,12 @@ class Subscription:
     @property
     def last_event_id(self) -> str | None:
         """The id of the last event handed out: resume from it with ``last_event_id=``."""
+        index = self._index
+        if index:
+            event_id = self._buffer[index - 1].id
+            if event_id is not None:
+                return event_id
+            self._remember_last_id()
         return self._last_id
 
     @property
@@ -118,16 +124,21 @@ class Subscription:
         index = self._index
         buffer = self._buffer
         if index >= len(buffer):
+            self._remember_last_id()
             buffer = await self._next_batch()
             if not buffer:
                 raise StopAsyncIteration
             self._buffer = buffer
             index = 0
-        event = buffer[index]
+        # The last id is read from the buffer when asked for, not stored per event.
         self._index = index + 1
-        if event.id is not None:
-            self._last_id = event.id
-        return event
+        return buffer[index]
+
+    def _remember_last_id(self) -> None:
+        for event in reversed(self._buffer[: self._index]):
+            if event.id is not None:
+                self._last_id = event.id
+                return
 
     async def receive_batch(self) -> list[Event]:
         """Wait for at least one event and return every event pending, in order.
@@ -140,9 +151,10 @@ class Subscription:
 
         Cancelling it loses nothing: pending events stay pending.
         """
-        if self._index < len(self._buffer):
-            batch = self._buffer[self._index :]
-            self._buffer, self._index = [], 0
+        self._remember_last_id()
+        batch = self._buffer[self._index :]
+        self._buffer, self._index = [], 0
+        if batch:
             if self.close_reason is None:
                 batch += self._store._collect(self)
         else:

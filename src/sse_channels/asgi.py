@@ -52,6 +52,7 @@ if TYPE_CHECKING:
 __all__ = [
     "HEARTBEAT",
     "SSE_HEADERS",
+    "EventStreamBody",
     "EventStreamResponse",
     "SSEApp",
     "close_on_signal",
@@ -106,7 +107,7 @@ def event_stream(
     retry: int | None = None,
     max_lifetime: float | None = None,
     lifetime_jitter: float = 0.1,
-) -> AsyncGenerator[bytes, None]:
+) -> EventStreamBody:
     """An event-stream body over a subscription, for frameworks that take a streaming body.
 
     Yields the opening comment at once, then one ``bytes`` chunk per batch of pending
@@ -117,8 +118,7 @@ def event_stream(
     It ends when the subscription ends (closed, revoked, store closed, or a slow consumer
     disconnected: the client then reconnects and resumes) and after ``max_lifetime``.
     The subscription is closed in ``finally`` on every path: end of stream, the iterator
-    closed (``aclose()``) or garbage-collected, cancellation, an exception. If you never
-    iterate it, close the subscription yourself.
+    closed (``aclose()``, even before the first chunk), cancellation, an exception.
 
     Args:
         subscription: what to stream; the iterator owns it from now on.
@@ -136,7 +136,35 @@ def event_stream(
     subscription.
     """
     opening = _check_options(heartbeat, retry, 1.0, max_lifetime, lifetime_jitter)
-    return _body(subscription, opening, heartbeat, _lifetime(max_lifetime, lifetime_jitter))
+    body = _body(subscription, opening, heartbeat, _lifetime(max_lifetime, lifetime_jitter))
+    return EventStreamBody(subscription, body)
+
+
+@final
+class EventStreamBody:
+    """The async iterator ``event_stream()`` returns.
+
+    Unlike a bare async generator, its ``aclose()`` releases the subscription even when
+    the framework drops the response before reading the first chunk (a generator that
+    never started cannot run its ``finally``).
+    """
+
+    __slots__ = ("_body", "_subscription")
+
+    def __init__(self, subscription: Subscription, body: AsyncGenerator[bytes, None]) -> None:
+        self._subscription = subscription
+        self._body = body
+
+    def __aiter__(self) -> EventStreamBody:
+        return self
+
+    async def __anext__(self) -> bytes:
+        return await self._body.__anext__()
+
+    async def aclose(self) -> None:
+        """Stop streaming and release the subscription; idempotent."""
+        self._subscription.close()
+        await self._body.aclose()
 
 
 async def _body(

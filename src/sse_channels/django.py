@@ -26,9 +26,10 @@ from .asgi import event_stream, raw_headers
 from .asgi import last_event_id as _last_event_id
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping
+    from collections.abc import AsyncIterator, Iterable, Mapping
 
     from ._subscription import Subscription
+    from .asgi import EventStreamBody
 
 __all__ = ["last_event_id", "sse_response"]
 
@@ -96,7 +97,7 @@ def last_event_id(request: Any) -> str | None:
 class _EventStreamHttpResponse(StreamingHttpResponse):  # type: ignore[misc]
     def __init__(
         self,
-        body: AsyncGenerator[bytes, None],
+        body: EventStreamBody,
         subscription: Subscription,
         loop: asyncio.AbstractEventLoop,
         *,

@@ -85,10 +85,9 @@ def sse_response(
         raise
 
     async def release() -> None:
-        # Litestar leaves the body unclosed when the client goes mid-write: close it now
-        # rather than when it is garbage-collected.
+        # Litestar leaves the body unclosed when the client goes mid-write: close it (and
+        # so the subscription) now rather than when it is garbage-collected.
         await body.aclose()
-        subscription.close()
 
     return Stream(body, status_code=status, headers=fields, background=BackgroundTask(release))
 

@@ -12,9 +12,11 @@ local subscribers itself. A backend only has to:
    or trimmed them before they were read), it calls ``deliver(channel, key, None)``: the
    store puts a gap signal in their place;
 3. answer ``history(channel, after, through)`` for resume requests that reach further back
-   than this process's log (return ``None`` when those events are gone: the subscriber
-   then gets a gap signal). The store asks only for keys at or below what ``watch``
-   returned, so a backend whose ``watch`` returns 0 is never asked.
+   than this process's log, with ``(gone, events)``: the events it still retains in that
+   range, and the highest key of the range it no longer retains (``after`` if none; the
+   subscriber then gets a gap signal first), or ``None`` if it cannot tell (a gap, then
+   this process's log). The store asks only for keys at or below what ``watch`` returned,
+   so a backend whose ``watch`` returns 0 is never asked.
 
 ``watch`` is also called with a ``*`` pattern (when its first subscriber arrives) and
 ``unwatch`` with it when the last one leaves: a networked backend then delivers every
@@ -80,8 +82,10 @@ class Backend(Protocol):
 
     async def history(
         self, channel: str, after: int, through: int
-    ) -> list[tuple[int, Event]] | None:
-        """Events of ``channel`` with ``after < key <= through``, oldest first; ``None`` if gone."""
+    ) -> tuple[int, list[tuple[int, Event]]] | None:
+        """``(gone, events)``: ``channel``'s retained events with ``gone < key <= through``,
+        oldest first, where ``gone`` (at least ``after``) is the highest key in the range
+        that is no longer retained; ``None`` if unknown."""
 
     def watch(self, channel: str) -> int:
         """Deliver ``channel`` (or a ``*`` pattern) here; return the key it is complete after.

@@ -78,7 +78,7 @@ class MemoryBackend:
 
     async def history(
         self, channel: str, after: int, through: int
-    ) -> list[tuple[int, Event]] | None:
+    ) -> tuple[int, list[tuple[int, Event]]] | None:
         return None  # the store's own log is all there is
 
     def watch(self, channel: str) -> int:

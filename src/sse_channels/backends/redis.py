@@ -13,7 +13,7 @@ What lives in Redis (every key starts with ``prefix``)::
 
 One Lua script per send increments the counter and adds the entry with id ``<n>-0``, so the
 ids of all streams share one order (multi-channel resume needs nothing more) and the
-public event id is ``<label>-<n>``. Each entry records ``p``, the previous entry of its
+public event id is ``<label>-<n>``. Each entry records the previous entry of its
 stream: a reader (or a history read) whose next entry points further back than where it
 stands knows that trimming removed events in between, and reports a gap instead of a
 silent hole. The label changes when Redis loses the counter (a restart without
@@ -31,6 +31,7 @@ raises ``RuntimeError``.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import math
 import os
@@ -76,32 +77,39 @@ _MASK = (1 << _SHIFT) - 1
 _SEND_ATTEMPTS = 4
 #: Entries read per stream per XREAD.
 _READ_COUNT = 1000
+#: Seconds the reader waits after a read that found events, before the next one.
+_LINGER = 0.001
 #: Seconds a request may take before its connection counts as dead.
 _IO_TIMEOUT = 10.0
 _CONNECTION_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
 
 # KEYS: epoch, counter, stream, registry. ARGV: candidate label, token, retry flag ("1": an
-# earlier attempt may have been stored), the header's optional lines, the data. Returns
-# {epoch, n}. An entry is one field: its name is the header ("<previous n>\n<token>" and
-# the optional lines "\ne<event type>", "\nr<retry>", "\ni<custom id>"), its value the
-# data; readers parse two strings per entry. With the retry flag, an entry that carries
-# the token (an attempt whose reply was lost) is returned instead of storing the event a
-# second time. @MAXLEN@, @TTL@, @WINDOW@ and @OFFSET@ (where the channel name starts in
-# the stream key) are filled in per backend.
+# earlier attempt may have been stored), the header's optional lines, the data. Returns n,
+# or {epoch, n} when the event began a new epoch (or was found by a retry). An entry is
+# one field: its name is the header ("<previous n>\n<token>" and the optional lines
+# "\ne<event type>", "\nr<retry>", "\ni<custom id>"), its value the data; readers parse
+# two strings per entry. With the retry flag, an entry that carries the token (an attempt
+# whose reply was lost) is returned instead of storing the event a second time. @MAXLEN@,
+# @TTL@, @WINDOW@ and @OFFSET@ (where the channel name starts in the stream key) are
+# filled in per backend.
 _PUBLISH = r"""
-local epoch = redis.call('GET', KEYS[1])
-if ARGV[3] == '1' and epoch then
-  local recent = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', @WINDOW@)
-  for _, entry in ipairs(recent) do
-    if string.match(entry[2][1], '^%d+\n([^\n]*)') == ARGV[2] then
-      return {epoch, tonumber(string.match(entry[1], '^(%d+)'))}
+if ARGV[3] == '1' then
+  local epoch = redis.call('GET', KEYS[1])
+  if epoch then
+    local recent = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', @WINDOW@)
+    for _, entry in ipairs(recent) do
+      if string.match(entry[2][1], '^%d+\n([^\n]*)') == ARGV[2] then
+        return {epoch, tonumber(string.match(entry[1], '^(%d+)'))}
+      end
     end
   end
 end
-local fresh = redis.call('EXISTS', KEYS[2]) == 0
 local n = redis.call('INCR', KEYS[2])
-if (not epoch) or fresh then
-  epoch = ARGV[1] .. ':' .. string.format('%d', n - 1)
+local epoch = false
+if n == 1 then
+  -- The counter was missing (the sync script never leaves it at 0): Redis is new, or
+  -- lost everything. A new epoch begins with this event.
+  epoch = ARGV[1] .. ':0'
   redis.call('SET', KEYS[1], epoch)
 end
 local id = string.format('%d-0', n)
@@ -130,7 +138,26 @@ end
 if not last then
   redis.call('XADD', KEYS[4], id, 'c', string.sub(KEYS[3], @OFFSET@))
 end
-return {epoch, n}
+if epoch then
+  return {epoch, n}
+end
+return n
+"""
+
+# KEYS: the stream. ARGV: after ("(<n>-0"), through ("<n>-0"), past through ("(<n>-0").
+# Returns {entries in the range, the first entry past it, whether the stream exists, the n
+# of the newest entry beyond the newest @MAXLEN@ (0 if none)}: approximate trimming keeps a
+# few more than maxlen, but a resume reaches back exactly maxlen events.
+_HISTORY = """
+local entries = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[2])
+local following = redis.call('XRANGE', KEYS[1], ARGV[3], '+', 'COUNT', 1)
+local cutoff = 0
+local excess = redis.call('XLEN', KEYS[1]) - @MAXLEN@
+if excess > 0 then
+  local old = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', excess)
+  cutoff = tonumber(string.match(old[excess][1], '^(%d+)'))
+end
+return {entries, following, redis.call('EXISTS', KEYS[1]), cutoff}
 """
 
 # KEYS: epoch, counter. ARGV: candidate label, the epoch we use, the highest n we saw in it.
@@ -144,7 +171,8 @@ local epoch = redis.call('GET', KEYS[1])
 if (not epoch) or (not raw) or (epoch == ARGV[2] and counter < tonumber(ARGV[3])) then
   epoch = ARGV[1] .. ':' .. string.format('%d', counter)
   redis.call('SET', KEYS[1], epoch)
-  redis.call('SET', KEYS[2], counter)
+  -- never 0, so that a send that finds the counter at 1 knows it was missing
+  redis.call('SET', KEYS[2], math.max(counter, 1))
 end
 return {epoch, counter}
 """
@@ -157,8 +185,6 @@ def _pack(args: Iterable[bytes]) -> bytes:
 
 
 def _sha1(text: bytes) -> bytes:
-    import hashlib
-
     return hashlib.sha1(text).hexdigest().encode()
 
 
@@ -195,27 +221,28 @@ class _Link:
         while self._queue:
             batch, self._queue = self._queue, []
             answered = 0
+            # A deadline: one timer per batch (socket timeouts cost a task per send on
+            # 3.11, and a cancel scope several times what the timer does).
+            timer = asyncio.get_running_loop().call_later(_IO_TIMEOUT, self._abort)
             try:
-                # A deadline instead of socket timeouts, which cost a task per send on 3.11.
-                with anyio.fail_after(_IO_TIMEOUT):
-                    connection = await self._connect()
-                    await connection.send_packed_command(
-                        b"".join([command for command, _, _ in batch]), check_health=False
-                    )
-                    for _, replies, future in batch:
-                        results: list[Any] = []
-                        error: ResponseError | None = None
-                        for _ in range(replies):
-                            try:
-                                results.append(await connection.read_response())
-                            except ResponseError as exc:  # read the rest: replies stay aligned
-                                error = error or exc
-                        answered += 1
-                        if not future.done():
-                            if error is not None:
-                                future.set_exception(error)
-                            else:
-                                future.set_result(results[0] if replies == 1 else results)
+                connection = await self._connect()
+                await connection.send_packed_command(
+                    b"".join([command for command, _, _ in batch]), check_health=False
+                )
+                for _, replies, future in batch:
+                    results: list[Any] = []
+                    error: ResponseError | None = None
+                    for _ in range(replies):
+                        try:
+                            results.append(await connection.read_response())
+                        except ResponseError as exc:  # read the rest: replies stay aligned
+                            error = error or exc
+                    answered += 1
+                    if not future.done():
+                        if error is not None:
+                            future.set_exception(error)
+                        else:
+                            future.set_result(results[0] if replies == 1 else results)
                 self.connected = True
             except BaseException as exc:
                 self.connected = False
@@ -229,6 +256,14 @@ class _Link:
                 self._queue = []
                 if not isinstance(exc, Exception):
                     raise
+            finally:
+                timer.cancel()
+
+    def _abort(self) -> None:
+        """The deadline passed: break the connection, so that its pending read fails."""
+        writer = getattr(self._connection, "_writer", None)
+        if writer is not None:
+            writer.transport.abort()
 
     async def _connect(self) -> AbstractConnection:
         connection = self._connection
@@ -269,9 +304,10 @@ class RedisBackend:
         url: the Redis URL (``redis://``, ``rediss://``, ``unix://``).
         prefix: start of every key; keep stores apart with different prefixes. With Redis
             Cluster, put a hash tag in it (``"{sse}:"``) so that all keys share one slot.
-        maxlen: events kept per channel stream (approximately: Redis trims in whole
-            blocks, so a bit more stays). Make it at least the store's ``history``, so
-            that a client resuming on another server finds what it missed.
+        maxlen: events a resume reaches back per channel (Redis trims approximately, in
+            whole blocks, so its streams keep a little more). Make it at least the store's
+            ``history``, so that a client resuming on another server finds what it
+            missed, and give every process that shares ``prefix`` the same value.
         ttl: delete a channel's stream this many seconds after its last event (``None``:
             keep it). Resuming from before an expired stream gives a gap signal, and so
             does a reader outage longer than ``ttl``. Must exceed ``poll_interval``; think
@@ -342,6 +378,8 @@ class RedisBackend:
         self._publish_sha = _sha1(self._publish_lua)
         self._sync_lua = _SYNC.encode()
         self._sync_sha = _sha1(self._sync_lua)
+        self._history_lua = _HISTORY.replace("@MAXLEN@", str(maxlen)).encode()
+        self._history_sha = _sha1(self._history_lua)
         #: Per channel: the constant middle of its publish command (script, keys).
         self._heads: dict[str, bytes] = {}
 
@@ -590,9 +628,16 @@ class RedisBackend:
                 await anyio.sleep(_backoff(attempt, 0.05, 1.0))
             except RedisError as exc:
                 raise BackendError(f"Redis refused the event: {exc}") from exc
-        n = int(reply[1])
-        self._adopt(reply[0], n)
-        return _published(channel, event, _label_of(reply[0]), n)
+        if isinstance(reply, list):  # a new epoch began with this event (or a retry found it)
+            n = int(reply[1])
+            self._adopt(reply[0], n)
+            label = _label_of(reply[0])
+        else:
+            n = int(reply)
+            if self._base + n > self._latest:
+                self._latest = self._base + n
+            label = self._label or ""
+        return _published(channel, event, label, n)
 
     def publish_sync(self, channel: str, event: Event) -> Event | None:
         """Send from a thread without an event loop (Celery task, WSGI view) on a sync client.
@@ -624,7 +669,12 @@ class RedisBackend:
                 time.sleep(_backoff(attempt, 0.05, 1.0))
             except RedisError as exc:
                 raise BackendError(f"Redis refused the event: {exc}") from exc
-        return _published(channel, event, _label_of(reply[0]), int(reply[1]))
+        if isinstance(reply, list):
+            return _published(channel, event, _label_of(reply[0]), int(reply[1]))
+        # This thread does not follow epochs: read the current one (sends from threads are
+        # occasional; a Celery worker never starts the backend).
+        label = self._label or _label_of(client.get(self._epoch_key) or b"")
+        return _published(channel, event, label, int(reply))
 
     # -- watching ----------------------------------------------------------------------
 
@@ -739,7 +789,11 @@ class RedisBackend:
                 while True:
                     if time.monotonic() - self._last_sync >= self._poll:
                         await self._sync(connection)
-                    await self._read_once(connection)
+                    if await self._read_once(connection):
+                        # Events are flowing: let the next ones gather for a moment, so that
+                        # one XREAD (and one wake-up of each subscriber) carries several.
+                        # The first event after a quiet spell is never held back.
+                        await anyio.sleep(_LINGER)
             except Exception as exc:  # RedisError, OSError, or a malformed entry
                 if self._lost_connection_at is None:
                     self._lost_connection_at = time.monotonic()
@@ -800,7 +854,8 @@ class RedisBackend:
                     self._follow(name, self._pattern_starts[pattern])
         self._pending_patterns.clear()
 
-    async def _read_once(self, connection: AbstractConnection) -> None:
+    async def _read_once(self, connection: AbstractConnection) -> bool:
+        """One XREAD, its entries handed to the store; True if there were any."""
         if self._patterns and self._known is None:
             await self._load_registry(connection)
         generation = self._generation
@@ -816,8 +871,12 @@ class RedisBackend:
         command = (b"XREAD", b"COUNT", b"%d" % _READ_COUNT, b"BLOCK", block, b"STREAMS")
         response = await self._ask(connection, _pack((*command, *keys, *ids)))
         if generation != self._generation or not response:
-            return  # a new epoch arrived meanwhile: positions were reset, read again
-        items = response.items() if isinstance(response, dict) else response
+            return False  # none, or a new epoch arrived meanwhile (positions were reset)
+        items = list(response.items() if isinstance(response, dict) else response)
+        # A stream whose read stopped at COUNT has more: entries of the other streams past
+        # its last one wait for the next read, so that every channel goes out in key order.
+        cut = [_n_of(entries[-1][0]) for _, entries in items if len(entries) >= _READ_COUNT]
+        limit = min(cut) if cut else _MASK
         batch: list[tuple[int, str, Event | None]] = []
         for stream, entries in items:
             if stream == self._wake_key:
@@ -825,9 +884,9 @@ class RedisBackend:
             elif stream == self._registry_key:
                 self._registered(entries)
             else:
-                self._collect(stream, entries, batch)
+                self._collect(stream, entries, batch, limit)
         if not batch:
-            return
+            return False
         batch.sort(key=_first)
         self._events_read += len(batch)
         base = self._base
@@ -839,6 +898,7 @@ class RedisBackend:
                 self._gap(channel, base + n)
             else:
                 self._hand_over(channel, base + n, event)
+        return True
 
     def _registered(self, entries: list[Any]) -> None:
         known = self._known
@@ -856,7 +916,11 @@ class RedisBackend:
                 self._follow(name, max(n - 1, min(starts)))
 
     def _collect(
-        self, stream: bytes, entries: list[Any], batch: list[tuple[int, str, Event | None]]
+        self,
+        stream: bytes,
+        entries: list[Any],
+        batch: list[tuple[int, str, Event | None]],
+        limit: int,
     ) -> None:
         channel = self._channels_by_key.get(stream)
         if channel is None or channel not in self._positions:
@@ -867,6 +931,8 @@ class RedisBackend:
             n = _n_of(entry_id)
             if n <= position:
                 continue
+            if n > limit:
+                break
             previous, _, extra = header.partition(b"\n")
             if int(previous) > position:
                 # Trimmed before we read it: the events after ``position`` up to the
@@ -892,49 +958,46 @@ class RedisBackend:
 
     async def history(
         self, channel: str, after: int, through: int
-    ) -> list[tuple[int, Event]] | None:
-        """Events of ``channel`` with ``after < key <= through`` from its stream.
+    ) -> tuple[int, list[tuple[int, Event]]] | None:
+        """``(gone, events)``: what ``channel``'s stream retains with ``after < key <= through``.
 
-        Returns ``None`` when some of them are gone (trimmed, expired, another epoch) or
-        Redis cannot be reached: the subscriber then gets a gap signal.
+        ``gone`` is the highest key of the range that is no longer retained (``after`` if
+        none): trimmed, or beyond the newest ``maxlen``. ``None`` when it cannot tell (the
+        stream expired, another epoch, Redis unreachable): the subscriber then gets a gap.
         """
         link = self._link
         base, generation, label = self._base, self._generation, self._label
         if link is None or after < base + self._start_n:
             return None
         if through <= after:
-            return []
+            return after, []
         low, high = after - base, through - base
-        key = self._stream_key(channel)
-        command = b"".join(
-            [
-                _pack((b"MULTI",)),
-                _pack((b"XRANGE", key, b"(%d-0" % low, b"%d-0" % high)),
-                _pack((b"XRANGE", key, b"(%d-0" % high, b"+", b"COUNT", b"1")),
-                _pack((b"EXISTS", key)),
-                _pack((b"EXEC",)),
-            ]
-        )
+        args = (b"(%d-0" % low, b"%d-0" % high, b"(%d-0" % high)
+        command = _pack((b"EVALSHA", self._history_sha, b"1", self._stream_key(channel), *args))
         try:
-            replies = await link.call(command, replies=5)
+            reply = await self._run_script(link.call, command, self._history_lua)
         except RedisError as exc:
             self._last_error = _describe(exc)
             return None
-        entries, following, exists = replies[-1]
         if generation != self._generation:
             return None
+        entries, following, exists, cutoff = reply
+        gone = low
         first = entries[0] if entries else following[0] if following else None
         if first is not None:
-            if int(first[1][0].partition(b"\n")[0]) > low:
-                return None  # the oldest of them were trimmed
+            previous = int(first[1][0].partition(b"\n")[0])
+            if previous > low:
+                gone = previous  # trimmed: the entries up to ``previous`` are gone
         elif not exists and self._ttl_ms:
             return None  # the stream expired: there may have been events
+        gone = min(max(gone, int(cutoff)), high)
         events = []
         for entry_id, (header, data) in entries:
             n = _n_of(entry_id)
-            extra = header.partition(b"\n")[2]
-            events.append((base + n, _event(channel, label, n, extra, data)))
-        return events
+            if n > gone:
+                extra = header.partition(b"\n")[2]
+                events.append((base + n, _event(channel, label, n, extra, data)))
+        return base + gone, events
 
     # -- health ------------------------------------------------------------------------
 
