@@ -346,7 +346,7 @@ class ChannelStore:
         if fetches:
             subscription._fetches = (fetches, gaps)
         elif gaps:
-            subscription._buffer = gaps
+            subscription._set_buffer(gaps)
         return subscription
 
     async def receive(self, channel: str, *, timeout: float | None = None) -> Event:
