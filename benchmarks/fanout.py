@@ -41,6 +41,14 @@ written to disk.
 
 from __future__ import annotations
 
+import os
+import sys
+
+# Run as ``python benchmarks/<name>.py``, this directory comes first on sys.path, where
+# http.py and redis.py would shadow the packages of those names that the peers import.
+if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
+    del sys.path[0]
+
 import argparse
 import asyncio
 import contextlib

@@ -73,12 +73,13 @@ class Subscription:
         self._store = store
         #: One ``[channel, cursor]`` pair per channel read (patterns add pairs as channels appear).
         self._entries: list[list[Any]] = []
-        self._buffer: list[Event] = []
+        #: Events read but not handed out yet, then ``None`` (see ``_set_buffer``).
+        self._buffer: list[Event | None] = [None]
         #: Resume reads to make from the backend's history before the first batch.
         self._fetches: tuple[list[Any], list[Event]] | None = None
         #: ``__next__`` of an iterator over ``_buffer``: the cheapest way to hand out events.
-        self._iter: Iterator[Event] = iter(self._buffer)
-        self._next: Callable[[], Event] = self._iter.__next__
+        self._iter: Iterator[Event | None] = iter([None])
+        self._next: Callable[[], Event | None] = self._iter.__next__
         self._last_id: str | None = None
         self._policy = policy
         self._max_lag = max_lag
@@ -120,29 +121,40 @@ class Subscription:
 
         Cancelling it loses nothing: a pending event stays pending.
         """
+        event = self._next()
+        if event is not None:  # the hot path: one C call; the last id is found when asked
+            return event
+        buffer = self._buffer  # all handed out: its last event is the last one delivered
+        if len(buffer) > 1 and buffer[-2] is not None and buffer[-2].id is not None:
+            self._last_id = buffer[-2].id
         try:
-            # The hot path: one C call. The last id is worked out when asked for.
-            return self._next()
-        except StopIteration:
-            pass
-        self._remember_last_id()
-        buffer = await self._next_batch()
-        if not buffer:
+            batch = await self._next_batch()
+        except BaseException:
+            self._set_buffer([])  # a cancelled or failed wait leaves a usable, empty buffer
+            raise
+        if not batch:
+            self._set_buffer(batch)
             raise StopAsyncIteration
-        self._set_buffer(buffer)
-        return self._next()
+        self._set_buffer(batch)
+        return self._next()  # type: ignore[return-value]  # the batch is not empty
 
     def _consumed(self) -> int:
         """How many events of ``_buffer`` were handed out already."""
-        return len(self._buffer) - length_hint(self._iter)
+        size = len(self._buffer) - 1
+        return min(size, size + 1 - length_hint(self._iter))
 
-    def _set_buffer(self, buffer: list[Event]) -> None:
+    def _set_buffer(self, batch: list[Event]) -> None:
+        # A ``None`` after the last event ends the buffer without a StopIteration (raising
+        # one per batch costs more than the rest of __anext__). ``batch`` is ours to extend.
+        buffer: list[Event | None] = batch  # type: ignore[assignment]
+        buffer.append(None)
         self._buffer = buffer
         self._iter = iterator = iter(buffer)
         self._next = iterator.__next__
 
     def _remember_last_id(self) -> None:
         for event in reversed(self._buffer[: self._consumed()]):
+            assert event is not None
             if event.id is not None:
                 self._last_id = event.id
                 return
@@ -159,7 +171,7 @@ class Subscription:
         Cancelling it loses nothing: pending events stay pending.
         """
         self._remember_last_id()
-        batch = self._buffer[self._consumed() :]
+        batch: list[Event] = self._buffer[self._consumed() : -1]  # type: ignore[assignment]
         self._set_buffer([])
         if batch:
             if self.close_reason is None:
