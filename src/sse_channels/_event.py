@@ -84,6 +84,20 @@ class Event:
         _set(self, "channel", channel)
         return self
 
+    def _with_assigned_id(self, event_id: str, channel: str) -> Event:
+        """This draft (sent without an id) as published: the backend's id line goes first.
+
+        ``event_id`` must already be header-safe; the rest of the bytes are reused as they are.
+        """
+        return Event._trusted(
+            self.data,
+            self.event,
+            event_id,
+            self.retry,
+            channel,
+            b"id: " + event_id.encode() + b"\n" + self.encoded,
+        )
+
     def replace(self, **changes: Any) -> Event:
         """Return a copy with some fields changed, validated and encoded anew."""
         fields: dict[str, Any] = {

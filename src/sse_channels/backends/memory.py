@@ -6,11 +6,10 @@ import secrets
 import string
 from typing import TYPE_CHECKING, Any, final
 
-from .._event import Event
-
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup
 
+    from .._event import Event
     from ._base import Deliver
 
 __all__ = ["MemoryBackend"]
@@ -46,15 +45,7 @@ class MemoryBackend:
         assert self._deliver is not None, "attach() first"
         self._key = key = self._key + 1
         if event.id is None:
-            event_id = f"{self._prefix}{key}"
-            event = Event._trusted(
-                event.data,
-                event.event,
-                event_id,
-                event.retry,
-                channel,
-                b"id: " + event_id.encode() + b"\n" + event.encoded,
-            )
+            event = event._with_assigned_id(f"{self._prefix}{key}", channel)
         self._deliver(channel, key, event)
         return event
 

@@ -1050,17 +1050,7 @@ def _label_of(epoch: bytes | str) -> str:
 
 
 def _published(channel: str, event: Event, label: str, n: int) -> Event:
-    if event.id is not None:
-        return event
-    event_id = f"{label}-{n}"
-    return Event._trusted(
-        event.data,
-        event.event,
-        event_id,
-        event.retry,
-        channel,
-        b"id: " + event_id.encode() + b"\n" + event.encoded,
-    )
+    return event if event.id is not None else event._with_assigned_id(f"{label}-{n}", channel)
 
 
 def _n_of(entry_id: bytes) -> int:
