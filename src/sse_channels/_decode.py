@@ -33,7 +33,8 @@ class SSEDecoder:
 
     def __init__(self) -> None:
         self._text = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self._buffer = ""
+        #: The start of a line whose end has not arrived yet, in the pieces it came in.
+        self._partial: list[str] = []
         self._started = False
         self._pending_cr = False
         self._data: list[str] = []
@@ -56,7 +57,17 @@ class SSEDecoder:
             self._pending_cr = False
             if text[0] == "\n":
                 text = text[1:]
-        buffer = self._buffer + text
+        if "\n" not in text and "\r" not in text:
+            # No line ends in this chunk: keep it and join the pieces once the line ends,
+            # so that one long line fed in many small chunks costs linear time.
+            if text:
+                self._partial.append(text)
+            return []
+        if self._partial:
+            self._partial.append(text)
+            buffer = "".join(self._partial)
+        else:
+            buffer = text
         events: list[Event] = []
         start = 0
         length = len(buffer)
@@ -79,7 +90,7 @@ class SSEDecoder:
                 self._pending_cr = True
             self._line(buffer[start:end], events)
             start = after
-        self._buffer = buffer[start:]
+        self._partial = [buffer[start:]] if start < length else []
         return events
 
     def _line(self, line: str, events: list[Event]) -> None:
