@@ -251,6 +251,48 @@ async def test_max_lifetime_ends_a_busy_response_too() -> None:
             assert stream.events
 
 
+@pytest.mark.parametrize("slow_write", [1, 2], ids=["opening-comment", "heartbeat"])
+async def test_max_lifetime_that_passes_during_a_slow_comment_write_still_ends_the_response(
+    slow_write: int,
+) -> None:
+    """The lifetime ends while the opening comment (or a heartbeat) is being written."""
+    async with ChannelStore() as store:
+        subscription = store.subscribe("news")
+        heartbeat = None if slow_write == 1 else 0.1
+        app = stream_app(
+            subscription, heartbeat=heartbeat, send_timeout=None, max_lifetime=0.2,
+            lifetime_jitter=0,
+        )  # fmt: skip
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            await anyio.sleep_forever()
+            raise AssertionError
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+            if len(sent) - 1 == slow_write:  # this write takes longer than the lifetime
+                await anyio.sleep(0.4)
+
+        with anyio.fail_after(3):  # without the fix: no end at all (heartbeat=None)
+            await app({"type": "http", "method": "GET"}, receive, send)
+        assert sent[-1] == {"type": "http.response.body", "body": b"", "more_body": False}
+        assert subscription.closed
+
+
+async def test_head_request_gets_the_headers_alone_and_releases_the_subscription() -> None:
+    """Starlette routes answer HEAD for GET: a HEAD response has no body to stream."""
+    async with ChannelStore() as store:
+        subscription = store.subscribe("news")
+        async with connect_sse(stream_app(subscription), method="HEAD") as stream:
+            await stream.wait_finished(timeout=2)
+            assert stream.status == 200
+            assert stream.headers["content-type"] == SSE_HEADERS["content-type"]
+            assert stream.body == b""
+        assert subscription.closed
+        assert live(store) == 0
+
+
 def test_lifetime_jitter_spreads_lifetimes_over_the_whole_range() -> None:
     random.seed(4)
     lifetimes = []

@@ -23,8 +23,10 @@ import redis
 from _redis import RedisServer, redis_server, redis_url, restartable_redis, unique_prefix
 from backend_contract import BackendContract, StoreFactory
 from sse_channels import GAP_EVENT, BackendError, ChannelStore, Event, Subscription
+from sse_channels.asgi import SSEApp
 from sse_channels.backends import Backend
 from sse_channels.backends.redis import RedisBackend
+from sse_channels.testing import connect_sse
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -590,6 +592,56 @@ async def test_subscribing_without_async_with_raises_and_registers_nothing(
         store.subscribe("c", "d")
     assert store.statistics().subscribers == 0
     await store.aclose()
+
+
+async def test_sse_app_served_alone_runs_a_redis_store_through_its_lifespan(
+    redis_url: str, prefix: str
+) -> None:
+    """``SSEApp`` as the whole ASGI app: its lifespan starts the store (the Redis reader)."""
+    store = ChannelStore(backend=RedisBackend(redis_url, prefix=prefix))
+    app = SSEApp(store, "news")
+    shutdown = anyio.Event()
+    replies: list[str] = []
+
+    async def receive() -> dict[str, Any]:
+        if not replies:
+            return {"type": "lifespan.startup"}
+        await shutdown.wait()
+        return {"type": "lifespan.shutdown"}
+
+    async def send(message: dict[str, Any]) -> None:
+        replies.append(message["type"])
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(app, {"type": "lifespan"}, receive, send)
+        with anyio.fail_after(5):
+            while not replies:
+                await anyio.sleep(0.01)
+        assert replies == ["lifespan.startup.complete"]
+        async with connect_sse(app) as stream:
+            await stream.wait_comments(1)
+            await store.send("news", "through Redis")
+            assert [e.data for e in await stream.read_events(1)] == ["through Redis"]
+            shutdown.set()
+            await stream.wait_finished()  # the shutdown closed the store: the stream ends
+    assert replies == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+    assert store.closed
+
+
+async def test_sse_app_lifespan_reports_a_store_that_cannot_start(prefix: str) -> None:
+    unreachable = RedisBackend("redis://127.0.0.1:1/0", prefix=prefix)
+    app = SSEApp(ChannelStore(backend=unreachable), "news")
+    replies: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "lifespan.startup"}
+
+    async def send(message: dict[str, Any]) -> None:
+        replies.append(message)
+
+    await app({"type": "lifespan"}, receive, send)
+    assert [m["type"] for m in replies] == ["lifespan.startup.failed"]
+    assert "cannot reach Redis" in replies[0]["message"]
 
 
 async def test_unreachable_redis_fails_at_start_with_backend_error(prefix: str) -> None:

@@ -139,6 +139,10 @@ async def test_django_bad_option_raises_and_closes_the_subscription(django_setti
         with pytest.raises(ValueError, match="Connection"):
             sse_response(subscription, headers={"Connection": "keep-alive"})
         assert subscription.closed
+        subscription = store.subscribe("news")
+        with pytest.raises(ValueError, match="'link' is given more than once"):
+            sse_response(subscription, headers=[("Link", "</a>"), ("link", "</b>")])
+        assert subscription.closed
 
 
 def test_django_sync_view_gets_a_clear_error(django_settings: None) -> None:

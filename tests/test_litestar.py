@@ -11,6 +11,7 @@ import contextlib
 import os
 from typing import TYPE_CHECKING, Any, cast
 
+import anyio
 import pytest
 from litestar import Litestar, Request, get
 from litestar.exceptions import PermissionDeniedException
@@ -19,7 +20,7 @@ from litestar.response import Stream  # noqa: TC002 (Litestar reads handler anno
 import _framework_scenarios as scenarios
 from _servers import HERE, RunningServer, serve_in_subprocess, serve_in_thread, server_for
 from sse_channels import ChannelStore
-from sse_channels.asgi import EventStreamBody, EventStreamResponse, opening_comment
+from sse_channels.asgi import EventStreamResponse
 from sse_channels.litestar import last_event_id, sse_response
 from sse_channels.testing import connect_sse
 
@@ -111,22 +112,62 @@ async def test_litestar_client_leaving_mid_write_is_released(serve: Callable[...
 BOTH_LOOPS = pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
 
 
+def http_scope() -> dict[str, Any]:
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.4"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/events",
+        "raw_path": b"/events",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"test")],
+        "client": ("127.0.0.1", 1),
+        "server": ("test", 80),
+        "state": {},
+    }
+
+
 @pytest.mark.anyio
 @BOTH_LOOPS
-async def test_litestar_background_task_closes_a_stream_left_mid_write() -> None:
-    """Litestar's writer, cancelled inside ``send``, leaves the body suspended at a yield;
-    the response's background task (run after a disconnect) must close it."""
+async def test_litestar_stream_is_released_when_send_raises_oserror() -> None:
+    """ASGI 2.4 lets a server raise OSError from send() once the client is gone. Litestar
+    then skips its background tasks, and the exception's traceback keeps the body alive:
+    the response itself must close it."""
     async with ChannelStore() as store:
-        subscription = store.subscribe("news")
-        response = sse_response(subscription)
-        body = response.iterator
-        assert isinstance(body, EventStreamBody)
-        assert await anext(body) == opening_comment()
-        assert response.background is not None
-        await response.background()
-        assert subscription.closed
-        with pytest.raises(StopAsyncIteration):  # finished: its ``finally`` ran
-            await anext(body)
+        app = make_app(store)
+        started = False
+
+        async def receive() -> dict[str, Any]:
+            if not started:
+                return {"type": "http.request", "body": b"", "more_body": False}
+            await anyio.sleep_forever()  # the server has not noticed the client left
+            raise AssertionError
+
+        async def send(message: dict[str, Any]) -> None:
+            nonlocal started
+            started = True
+            if message["type"] == "http.response.body":
+                raise ConnectionResetError("the client is gone")
+
+        with pytest.raises(Exception) as raised:  # Litestar wraps the OSError its own way
+            await app(http_scope(), receive, send)  # type: ignore[arg-type]
+        assert raised.value is not None  # held, as a server logging it would
+        assert store.statistics().subscribers == 0
+
+
+@pytest.mark.anyio
+@BOTH_LOOPS
+async def test_connect_sse_leaving_a_litestar_stream_at_once_is_no_error() -> None:
+    """Litestar wraps the OSError that the driver's send raises after the client left."""
+    async with ChannelStore() as store:
+        app = make_app(store)
+        for _ in range(3):
+            async with connect_sse(cast("ASGIApp", app), "/events") as stream:
+                pass
+            assert stream.status == 200
         assert store.statistics().subscribers == 0
 
 
@@ -141,6 +182,10 @@ async def test_litestar_bad_option_raises_and_closes_the_subscription() -> None:
         subscription = store.subscribe("news")
         with pytest.raises(ValueError, match="Content-Encoding"):
             sse_response(subscription, headers={"Content-Encoding": "gzip"})
+        assert subscription.closed
+        subscription = store.subscribe("news")
+        with pytest.raises(ValueError, match="'link' is given more than once"):
+            sse_response(subscription, headers=[("Link", "</a>"), ("link", "</b>")])
         assert subscription.closed
 
 

@@ -100,13 +100,38 @@ async def test_response_never_sent_can_release_its_subscription() -> None:
         assert store.statistics().subscribers == 0
 
 
-async def test_response_refuses_a_connection_header_added_later() -> None:
+@pytest.mark.parametrize("name", ["connection", "Transfer-Encoding", "keep-alive"])
+async def test_response_refuses_a_stream_breaking_header_added_later(name: str) -> None:
     async with ChannelStore() as store:
         response = SSEResponse(store.subscribe("news"))
-        response.headers["connection"] = "keep-alive"
-        with pytest.raises(ValueError, match="connection"):
+        response.headers[name] = "x"
+        with pytest.raises(ValueError, match=name.lower()):
             async with connect_sse(response):
                 pass
+        assert store.statistics().subscribers == 0
+
+
+async def test_response_header_named_like_an_sse_header_in_any_case_replaces_it() -> None:
+    async with ChannelStore() as store:
+        headers = {"Cache-Control": "no-cache", "Content-Type": "text/event-stream"}
+        response = SSEResponse(store.subscribe("news"), headers=headers)
+        names = [name for name, _ in response.raw_headers]
+        assert len(names) == len(set(names)) == 3
+        async with connect_sse(response) as stream:
+            await stream.wait_comments(1)
+            assert stream.headers["cache-control"] == "no-cache"
+            assert stream.headers["content-type"] == "text/event-stream"
+
+
+async def test_head_request_to_a_get_route_gets_headers_only_and_frees_the_subscription() -> None:
+    """Starlette answers HEAD for a GET route: the response must end, not stream."""
+    async with ChannelStore() as store:
+        async with connect_sse(
+            make_app(store), "/events/news", method="HEAD", headers={"x-user": "alice"}
+        ) as stream:
+            await stream.wait_finished(timeout=2)
+            assert stream.status == 200
+            assert stream.body == b""
         assert store.statistics().subscribers == 0
 
 

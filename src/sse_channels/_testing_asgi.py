@@ -186,13 +186,31 @@ class SSEStream:
             await app(scope, self._receive, self._send)
         except Exception as exc:
             # A send after the client left raises, as on a real server; that is no error of
-            # the app's (a server would not report it either).
-            if exc is not self._disconnect_error:
+            # the app's (a server would not report it either), even when a framework wraps it.
+            if self._disconnect_error is None or not _comes_from(exc, self._disconnect_error):
                 self.error = exc
         finally:
             self.app_done = True
             self._done.set()
             self._notify()
+
+
+def _comes_from(exc: BaseException, cause: BaseException) -> bool:
+    """Whether ``cause`` is ``exc``, or in its cause/context chain or exception groups."""
+    seen: set[int] = set()
+    pending = [exc]
+    while pending:
+        current = pending.pop()
+        if current is cause:
+            return True
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        pending.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+        grouped = getattr(current, "exceptions", None)  # an exception group (3.10: backport)
+        if isinstance(grouped, tuple):
+            pending.extend(e for e in grouped if isinstance(e, BaseException))
+    return False
 
 
 @asynccontextmanager

@@ -217,7 +217,8 @@ class EventStreamResponse:
     the response, when the client disconnects, when ``send`` raises ``OSError``, or when
     one ``send`` has not completed within ``send_timeout`` seconds (a client that stopped
     reading, a half-open connection). The subscription is closed in ``finally`` on every
-    path, including exceptions and cancellation.
+    path, including exceptions and cancellation. A ``HEAD`` request (Starlette routes
+    answer HEAD for GET) gets the headers alone, and the subscription is closed at once.
 
     Args:
         subscription: what to stream; the response owns it from now on.
@@ -276,6 +277,14 @@ class EventStreamResponse:
             Exception: whatever ``send``/``receive`` raise, except ``OSError`` from
                 ``send``, which means the client is gone and ends the stream quietly.
         """
+        if scope.get("method") == "HEAD":
+            # The headers alone: a HEAD response has no body, so streaming one would leave
+            # the connection (and the subscription) busy with nothing the client reads.
+            self.subscription.close()
+            start = {"type": "http.response.start", "status": self.status}
+            await send({**start, "headers": self.raw_headers})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
         await _Stream(self, send).run(receive)
 
 
@@ -362,7 +371,7 @@ class _Stream:
         }
         await self._send(start)
         await self._send_body(response.opening)
-        while True:
+        while not self._expired():  # it may end while a comment or heartbeat is sent
             batch: list[Event] | None = None
             with anyio.CancelScope() as idle:
                 self.idle = idle
@@ -395,6 +404,10 @@ class _Stream:
                 self.heartbeat_due = False
                 await self._send_body(HEARTBEAT)
         await self._send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    def _expired(self) -> bool:
+        # A call, not an attribute test: the watchdog sets the flag while we await.
+        return self.expired
 
     async def _send(self, message: Message) -> None:
         self.sending_since = started = time.monotonic()
@@ -470,8 +483,9 @@ class SSEApp:
     Responses other than a stream have a short ``text/plain`` body: 405 for a method other
     than ``GET``; 404 when the resolver returns no channel; 400 when a channel name is
     invalid; 403 (or the status ``authorize`` returns) when refused; 503 once the store is
-    closed. Mounted as the top-level app it answers the lifespan protocol and closes the
-    store at shutdown; WebSocket connections are refused.
+    closed. Mounted as the top-level app it answers the lifespan protocol: it starts the
+    store at startup (``async with store``, which a Redis-backed store needs) and closes it
+    at shutdown. WebSocket connections are refused.
 
     Args:
         store: the store to subscribe to.
@@ -586,14 +600,23 @@ class SSEApp:
         await response(scope, receive, send)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
+        # The store runs for the app's lifetime: a backend with background work (the Redis
+        # reader) starts here, and leaving the block closes the store, ending every stream.
+        message = await receive()
+        if message["type"] != "lifespan.startup":
+            return
+        started = False
+        try:
+            async with self.store:
                 await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await self.store.aclose()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+                started = True
+                while (await receive())["type"] != "lifespan.shutdown":
+                    pass
+        except Exception as exc:
+            failed = "lifespan.shutdown.failed" if started else "lifespan.startup.failed"
+            await send({"type": failed, "message": f"{type(exc).__name__}: {exc}"})
+            return
+        await send({"type": "lifespan.shutdown.complete"})
 
 
 @asynccontextmanager
@@ -689,6 +712,23 @@ def raw_headers(
         (name.encode("latin-1"), value.encode("latin-1"))
         for name, value in [*merged.items(), *extra]
     ]
+
+
+def _single_valued(raw: list[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
+    """``raw`` as ``str`` pairs, for frameworks whose responses keep one value per name.
+
+    Raises:
+        ValueError: a name repeats (Django and Litestar would silently keep only the last).
+    """
+    fields = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in raw]
+    names = [name for name, _ in fields]
+    for name in names:
+        if names.count(name) > 1:
+            raise ValueError(
+                f"header {name!r} is given more than once; this framework keeps one value "
+                "per header (set cookies on the response with its own API)"
+            )
+    return fields
 
 
 def last_event_id(scope: Scope) -> str | None:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.http import StreamingHttpResponse
 
-from .asgi import event_stream, raw_headers
+from .asgi import _single_valued, event_stream, raw_headers
 from .asgi import last_event_id as _last_event_id
 
 if TYPE_CHECKING:
@@ -62,7 +62,8 @@ def sse_response(
         lifetime_jitter: spread ``max_lifetime`` by up to this fraction either way.
         status: the HTTP status.
         headers: extra response headers (``Connection``, ``Content-Length``,
-            ``Content-Encoding``... are refused, as for ``EventStreamResponse``).
+            ``Content-Encoding``... are refused, as for ``EventStreamResponse``), each name
+            at most once: the framework keeps one value per header.
 
     Raises:
         ValueError, TypeError: an option is out of range or a header is refused; the
@@ -82,7 +83,7 @@ def sse_response(
             max_lifetime=max_lifetime,
             lifetime_jitter=lifetime_jitter,
         )
-        fields = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in raw_headers(headers)]
+        fields = _single_valued(raw_headers(headers))
         return _EventStreamHttpResponse(body, subscription, loop, status=status, headers=fields)
     except BaseException:
         subscription.close()

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from starlette.responses import Response
 
-from .asgi import SSE_HEADERS, EventStreamResponse
+from .asgi import _FORBIDDEN_HEADERS, EventStreamResponse
 from .asgi import last_event_id as _scope_last_event_id
 
 if TYPE_CHECKING:
@@ -94,7 +94,8 @@ class SSEResponse(Response):
         self.subscription = subscription
         self.status_code = status_code
         self.background = background
-        self.init_headers({**SSE_HEADERS, **(headers or {})})
+        # Already merged (a header named like an SSE header, in any case, replaces it).
+        self.raw_headers = list(self.stream.raw_headers)
 
     def close(self) -> None:
         """Release the subscription of a response that will not be sent."""
@@ -116,6 +117,6 @@ class SSEResponse(Response):
 def _checked(raw: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     headers = list(raw)
     for name, _ in headers:
-        if name.lower() in (b"content-length", b"content-encoding", b"connection"):
+        if name.decode("latin-1").lower() in _FORBIDDEN_HEADERS:
             raise ValueError(f"an event stream must not set the {name.decode()!r} header")
     return headers
