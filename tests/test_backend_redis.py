@@ -552,6 +552,50 @@ async def test_statistics_show_reconnects_and_the_last_error(
     with anyio.fail_after(5):
         while not store.statistics().backend["connected"]:
             await anyio.sleep(0.01)
+    assert store.statistics().backend["reconnects"] == 1  # one connection lost, once
+
+
+def forget_prefix(redis_server: RedisServer, prefix: str) -> None:
+    """Redis loses every key of ``prefix`` (as a restart without persistence would)."""
+    with redis_server.client() as admin:
+        keys = list(admin.scan_iter(match=f"{prefix}*"))
+        if keys:
+            admin.delete(*keys)
+
+
+async def test_send_after_another_process_began_a_new_epoch_gets_an_id_of_that_epoch(
+    stores: Stores, redis_server: RedisServer
+) -> None:
+    # A long poll_interval: neither store syncs on its own during the test.
+    a = await stores.start(poll_interval=5.0)
+    b = await stores.start(poll_interval=5.0)
+    old = await b.send("x", "old")
+    forget_prefix(redis_server, stores.prefix)
+    from_a = await a.send("x", "new from a")  # a finds the counter missing: a new epoch
+    from_b = await b.send("x", "new from b")  # b has not synced since
+    assert from_a.id is not None
+    assert from_b.id is not None
+    assert old.id is not None
+    label = from_a.id.rpartition("-")[0]
+    assert label != old.id.rpartition("-")[0]
+    assert from_b.id == f"{label}-{n_of(from_a) + 1}"  # not the old label, not a used id
+
+
+async def test_live_reader_gets_a_new_epochs_events_without_waiting_for_its_poll(
+    stores: Stores, redis_server: RedisServer
+) -> None:
+    store = await stores.start(poll_interval=30.0)
+    async with store.subscribe("x") as subscription:
+        await store.send("x", "before")
+        assert [e.data for e in await read(subscription, 1)] == ["before"]
+        forget_prefix(redis_server, stores.prefix)
+        await store.send("x", "after")  # this send finds the new epoch; the reader blocks
+        events = await read(subscription, 2, timeout=5.0)  # not after a 30 s XREAD
+    assert [e.event for e in events] == [GAP_EVENT, None]
+    assert events[1].data == "after"
+    backend = store.statistics().backend
+    assert backend["events_read"] == 2  # the two events; the gap is no event read
+    assert backend["gaps"] == 1
 
 
 async def test_1000_subscribers_use_a_constant_small_number_of_connections(

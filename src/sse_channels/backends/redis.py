@@ -84,8 +84,9 @@ _IO_TIMEOUT = 10.0
 _CONNECTION_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
 
 # KEYS: epoch, counter, stream, registry. ARGV: candidate label, token, retry flag ("1": an
-# earlier attempt may have been stored), the header's optional lines, the data. Returns n,
-# or {epoch, n} when the event began a new epoch (or was found by a retry). An entry is
+# earlier attempt may have been stored), the header's optional lines, the data, the epoch
+# the sender believes current. Returns n, or {epoch, n} when the event began a new epoch,
+# was found by a retry, or the epoch is not the one the sender believes current. An entry is
 # one field: its name is the header ("<previous n>\n<token>" and the optional lines
 # "\ne<event type>", "\nr<retry>", "\ni<custom id>"), its value the data; readers parse
 # two strings per entry. With the retry flag, an entry that carries the token (an attempt
@@ -140,6 +141,11 @@ if not last then
 end
 if epoch then
   return {epoch, n}
+end
+local current = redis.call('GET', KEYS[1])
+if current and current ~= ARGV[6] then
+  -- another process began a new epoch that this sender has not seen yet
+  return {current, n}
 end
 return n
 """
@@ -563,6 +569,9 @@ class RedisBackend:
             self._positions[channel] = self._start_n
             self._complete_after[channel] = self._start_n
             self._gap(channel, gap_key)
+        # A send may have found the new epoch while the reader blocks with the old
+        # positions: wake it, or the new events wait for the end of its XREAD.
+        self._ring()
 
     def _sync_command(self) -> bytes:
         args = (self._candidate.encode(), self._current_epoch().encode(), b"%d" % self._latest_n())
@@ -594,7 +603,13 @@ class RedisBackend:
             head = _pack((b"EVALSHA", self._publish_sha, b"4", *keys, self._registry_key))[4:]
             if len(self._heads) < 10_000:
                 self._heads[channel] = head
-        args = (self._candidate.encode(), token, b"1" if retry else b"0", *fields)
+        args = (
+            self._candidate.encode(),
+            token,
+            b"1" if retry else b"0",
+            *fields,
+            self._current_epoch().encode(),
+        )
         tail = b"".join([b"$%d\r\n%s\r\n" % (len(arg), arg) for arg in args])
         return b"*%d\r\n%s%s" % (7 + len(args), head, tail)
 
@@ -658,7 +673,8 @@ class RedisBackend:
         fields, token = self._fields(event), self._token()
         attempt = 0
         while True:
-            args = [self._candidate.encode(), token, b"1" if attempt else b"0", *fields]
+            flag = b"1" if attempt else b"0"
+            args = [self._candidate.encode(), token, flag, *fields, self._current_epoch().encode()]
             try:
                 reply = script(keys=keys, args=args)
                 break
@@ -797,8 +813,9 @@ class RedisBackend:
             except Exception as exc:  # RedisError, OSError, or a malformed entry
                 if self._lost_connection_at is None:
                     self._lost_connection_at = time.monotonic()
+                if self._reader_connected:  # a connection lost, not a failed attempt
+                    self._reconnects += 1
                 self._reader_connected = False
-                self._reconnects += 1
                 self._last_error = _describe(exc)
                 _log.warning("Redis reader lost its connection (%s); retrying", self._last_error)
                 if first:
@@ -888,7 +905,7 @@ class RedisBackend:
         if not batch:
             return False
         batch.sort(key=_first)
-        self._events_read += len(batch)
+        self._events_read += sum(1 for entry in batch if entry[2] is not None)  # not gaps
         base = self._base
         latest = base + batch[-1][0]
         if latest > self._latest:
