@@ -384,6 +384,34 @@ async def test_expired_stream_gives_a_gap_on_resume(stores: Stores) -> None:
     resumed.close()
 
 
+async def test_resume_across_an_expired_and_recreated_stream_gets_a_gap_not_a_hole(
+    stores: Stores, redis_server: RedisServer
+) -> None:
+    a = await stores.start(ttl=0.1, poll_interval=0.01)
+    old = await a.send("brief", "old")
+    await a.send("brief", "missed")
+    with redis_server.client() as admin, anyio.fail_after(5):
+        while admin.exists(f"{stores.prefix}ch:brief"):  # the stream expires
+            await anyio.sleep(0.02)
+    after = await a.send("brief", "after")  # and is created again
+    b = await stores.start(ttl=0.1, poll_interval=0.01)
+    async with b.subscribe("brief", last_event_id=old.id) as resumed:
+        gap, event = await read(resumed, 2)
+    assert gap.event == GAP_EVENT
+    assert json.loads(gap.data)["reason"] == "expired"
+    assert event == after
+
+
+async def test_live_reader_of_a_recreated_stream_gets_no_spurious_gap(stores: Stores) -> None:
+    a = await stores.start(ttl=0.2, poll_interval=0.01)
+    async with a.subscribe("brief") as live:
+        await a.send("brief", "first")
+        assert [e.data for e in await read(live, 1)] == ["first"]
+        await anyio.sleep(0.4)  # the stream expires; the reader had read everything
+        await a.send("brief", "second")
+        assert [e.data for e in await read(live, 1)] == ["second"]
+
+
 async def test_reader_that_falls_behind_the_trim_reports_a_gap(
     stores: Stores, redis_url: str, prefix: str
 ) -> None:

@@ -9,6 +9,8 @@ What lives in Redis (every key starts with ``prefix``)::
     <prefix>epoch        "<label>:<start>": a new label whenever the counter starts over
     <prefix>ch:<name>    one stream per channel (name kept exactly); entry ids are "<n>-0"
     <prefix>channels     one entry per channel creation, read only for ``*`` patterns
+    <prefix>last         with ``ttl`` only: each channel's newest n (a hash), so that a
+                         stream created again after it expired knows what came before
     <prefix>wake:<id>    a per-process doorbell that wakes its reader when it must re-plan
 
 One Lua script per send increments the counter and adds the entry with id ``<n>-0``, so the
@@ -83,16 +85,17 @@ _LINGER = 0.001
 _IO_TIMEOUT = 10.0
 _CONNECTION_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
 
-# KEYS: epoch, counter, stream, registry. ARGV: candidate label, token, retry flag ("1": an
-# earlier attempt may have been stored), the header's optional lines, the data, the epoch
-# the sender believes current. Returns n, or {epoch, n} when the event began a new epoch,
-# was found by a retry, or the epoch is not the one the sender believes current. An entry is
-# one field: its name is the header ("<previous n>\n<token>" and the optional lines
-# "\ne<event type>", "\nr<retry>", "\ni<custom id>"), its value the data; readers parse
-# two strings per entry. With the retry flag, an entry that carries the token (an attempt
-# whose reply was lost) is returned instead of storing the event a second time. @MAXLEN@,
-# @TTL@, @WINDOW@ and @OFFSET@ (where the channel name starts in the stream key) are
-# filled in per backend.
+# KEYS: epoch, counter, stream, registry, last (with @TTL@ only: each channel's newest n,
+# so that a stream re-created after it expired records what came before it). ARGV:
+# candidate label, token, retry flag ("1": an earlier attempt may have been stored), the
+# header's optional lines, the data, the epoch the sender believes current. Returns n, or
+# {epoch, n} when the event began a new epoch, was found by a retry, or the epoch is not
+# the one the sender believes current. An entry is one field: its name is the header
+# ("<previous n>\n<token>" and the optional lines "\ne<event type>", "\nr<retry>",
+# "\ni<custom id>"), its value the data; readers parse two strings per entry. With the
+# retry flag, an entry that carries the token (an attempt whose reply was lost) is
+# returned instead of storing the event a second time. @MAXLEN@, @TTL@, @WINDOW@ and
+# @OFFSET@ (where the channel name starts in the stream key) are filled in per backend.
 _PUBLISH = r"""
 if ARGV[3] == '1' then
   local epoch = redis.call('GET', KEYS[1])
@@ -125,6 +128,13 @@ if last then
     last = nil
   end
 end
+if (not last) and @TTL@ > 0 then
+  -- the stream may have expired: its first entry then says what came before it
+  local before = tonumber(redis.call('HGET', KEYS[5], string.sub(KEYS[3], @OFFSET@)) or '0')
+  if before < n then
+    prev = before
+  end
+end
 local tail = '\n' .. ARGV[2] .. ARGV[4]
 local added = redis.pcall('XADD', KEYS[3], 'MAXLEN', '~', @MAXLEN@, id, prev .. tail, ARGV[5])
 if type(added) == 'table' and added.err then
@@ -135,6 +145,7 @@ if type(added) == 'table' and added.err then
 end
 if @TTL@ > 0 then
   redis.call('PEXPIRE', KEYS[3], @TTL@)
+  redis.call('HSET', KEYS[5], string.sub(KEYS[3], @OFFSET@), n)
 end
 if not last then
   redis.call('XADD', KEYS[4], id, 'c', string.sub(KEYS[3], @OFFSET@))
@@ -364,6 +375,7 @@ class RedisBackend:
         self._epoch_key = raw + b"epoch"
         self._counter_key = raw + b"seq"
         self._registry_key = raw + b"channels"
+        self._last_key = raw + b"last"
         self._instance = "".join(secrets.choice(_ALPHABET) for _ in range(10))
         self._wake_key = raw + b"wake:" + self._instance.encode()
         self._ttl_ms = 0 if ttl is None else max(1, round(ttl * 1000))
@@ -599,8 +611,9 @@ class RedisBackend:
     ) -> bytes:
         head = self._heads.get(channel)
         if head is None:
-            keys = (self._epoch_key, self._counter_key, self._stream_key(channel))
-            head = _pack((b"EVALSHA", self._publish_sha, b"4", *keys, self._registry_key))[4:]
+            stream = self._stream_key(channel)
+            keys = (self._epoch_key, self._counter_key, stream, self._registry_key, self._last_key)
+            head = _pack((b"EVALSHA", self._publish_sha, b"5", *keys))[4:]
             if len(self._heads) < 10_000:
                 self._heads[channel] = head
         args = (
@@ -611,7 +624,7 @@ class RedisBackend:
             self._current_epoch().encode(),
         )
         tail = b"".join([b"$%d\r\n%s\r\n" % (len(arg), arg) for arg in args])
-        return b"*%d\r\n%s%s" % (7 + len(args), head, tail)
+        return b"*%d\r\n%s%s" % (8 + len(args), head, tail)
 
     def _token(self) -> bytes:
         return f"{self._instance}.{next(self._tokens)}".encode()
@@ -669,7 +682,13 @@ class RedisBackend:
                     self._url, client_name=f"{self._name}:sync", retry=Retry(NoBackoff(), 0)
                 )
         script = client.register_script(self._publish_lua)
-        keys = [self._epoch_key, self._counter_key, self._stream_key(channel), self._registry_key]
+        keys = [
+            self._epoch_key,
+            self._counter_key,
+            self._stream_key(channel),
+            self._registry_key,
+            self._last_key,
+        ]
         fields, token = self._fields(event), self._token()
         attempt = 0
         while True:
