@@ -675,13 +675,13 @@ async def test_sse_app_served_alone_runs_a_redis_store_through_its_lifespan(
     shutdown = anyio.Event()
     replies: list[str] = []
 
-    async def receive() -> dict[str, Any]:
+    async def receive() -> Any:
         if not replies:
             return {"type": "lifespan.startup"}
         await shutdown.wait()
         return {"type": "lifespan.shutdown"}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: Any) -> None:
         replies.append(message["type"])
 
     async with anyio.create_task_group() as group:
@@ -705,10 +705,10 @@ async def test_sse_app_lifespan_reports_a_store_that_cannot_start(prefix: str) -
     app = SSEApp(ChannelStore(backend=unreachable), "news")
     replies: list[dict[str, Any]] = []
 
-    async def receive() -> dict[str, Any]:
+    async def receive() -> Any:
         return {"type": "lifespan.startup"}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: Any) -> None:
         replies.append(message)
 
     await app({"type": "lifespan"}, receive, send)
