@@ -26,7 +26,10 @@ fails the trial, which is then not timed. The stacks:
 
 deliveries/s = E x S x R / (time the last subscriber got the last event - time of the first
 send), on the host's monotonic clock, which all processes share. Latency is send to receipt
-for every event of the first subscriber of each receiver. Trials run in interleaved rounds
+for every event of the first subscriber of each receiver. The CPU columns say where the time
+goes: the receivers' CPU per delivery and the publisher's per event (from when each was
+ready, imports excluded), and Redis's own per event (``INFO cpu``, over the same span).
+Trials run in interleaved rounds
 (the order rotates); the table shows medians. Results go to stdout; nothing is written.
 
 broadcaster 0.3's Redis backend delivers nothing to a lone first subscriber with redis-py 8,
@@ -50,6 +53,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -225,7 +229,14 @@ RECEIVERS = {
 }
 
 
+#: This process's CPU time when it became ready (receivers) or sent its first event
+#: (publisher): start-up and imports are not counted.
+CPU_AT_START = 0.0
+
+
 def ready() -> None:
+    global CPU_AT_START
+    CPU_AT_START = time.process_time()
     print("ready", flush=True)
 
 
@@ -235,13 +246,25 @@ def run_receiver(stack: str, url: str, channel: str, subscribers: int, events: i
     errors = [c.error for c in checks if c.error is not None]
     print(
         json.dumps(
-            {"done": time.monotonic_ns(), "latencies": checks[0].latencies, "errors": errors}
+            {
+                "done": time.monotonic_ns(),
+                "latencies": checks[0].latencies,
+                "errors": errors,
+                "cpu": time.process_time() - CPU_AT_START,
+            }
         ),
         flush=True,
     )
 
 
 # -- publishers (one process each) ------------------------------------------------------------
+
+
+def started() -> int:
+    """Note the CPU time at the first send; return the monotonic time of that send."""
+    global CPU_AT_START
+    CPU_AT_START = time.process_time()
+    return time.monotonic_ns()
 
 
 async def publish(stack: str, url: str, channel: str, events: int) -> int:
@@ -256,14 +279,14 @@ async def publish(stack: str, url: str, channel: str, events: int) -> int:
         # that the benchmark's own load slows down (that would be a gap, and a failed trial).
         backend = RedisBackend(url, prefix=prefix, maxlen=max(1000, events))
         async with ChannelStore(backend=backend) as store:
-            first = time.monotonic_ns()
+            first = started()
             for seq in range(events):
                 await store.send(channel, payload(seq))
     elif stack == "broadcaster":
         from broadcaster import Broadcast
 
         async with Broadcast(url) as broadcast:
-            first = time.monotonic_ns()
+            first = started()
             for seq in range(events):
                 await broadcast.publish(channel, payload(seq))
     elif stack == "litestar":
@@ -274,7 +297,7 @@ async def publish(stack: str, url: str, channel: str, events: int) -> int:
         client = Redis.from_url(url)
         channels = RedisChannelsPubSubBackend(redis=client, key_prefix=prefix)
         async with ChannelsPlugin(backend=channels, channels=[channel]) as plugin:
-            first = time.monotonic_ns()
+            first = started()
             for seq in range(events):
                 plugin.publish(payload(seq), channel)
                 await asyncio.sleep(0)  # let the plugin's publisher task send it
@@ -284,7 +307,7 @@ async def publish(stack: str, url: str, channel: str, events: int) -> int:
         from redis.asyncio import Redis
 
         client = Redis.from_url(url)
-        first = time.monotonic_ns()
+        first = started()
         for seq in range(events):
             await client.publish(channel, payload(seq))
         await client.aclose()
@@ -293,7 +316,12 @@ async def publish(stack: str, url: str, channel: str, events: int) -> int:
 
 def run_publisher(stack: str, url: str, channel: str, events: int) -> None:
     first = anyio.run(publish, stack, url, channel, events)
-    print(json.dumps({"first": first, "end": time.monotonic_ns()}), flush=True)
+    print(
+        json.dumps(
+            {"first": first, "end": time.monotonic_ns(), "cpu": time.process_time() - CPU_AT_START}
+        ),
+        flush=True,
+    )
 
 
 # -- the orchestrator -------------------------------------------------------------------------
@@ -304,6 +332,35 @@ class Trial:
     rate: float | None
     latencies: list[int] = field(default_factory=list)
     error: str | None = None
+    #: CPU seconds (user + system, from ready or the first send) per delivery in receivers,
+    #: and per event in the publisher: where the time goes when a stack is slower.
+    receiver_cpu: float = 0.0
+    publisher_cpu: float = 0.0
+    #: Redis's own CPU seconds per event (``INFO cpu``), over the same span.
+    redis_cpu: float = 0.0
+
+
+def redis_cpu(url: str) -> float:
+    """Redis's CPU seconds so far (user + system), from ``INFO cpu`` over a plain socket."""
+    parts = urllib.parse.urlsplit(url)
+    with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 6379), 5) as s:
+        if parts.password:
+            user = urllib.parse.unquote(parts.username or "default")
+            s.sendall(f"AUTH {user} {urllib.parse.unquote(parts.password)}\r\n".encode())
+            if not s.recv(1024).startswith(b"+OK"):
+                raise RuntimeError("AUTH refused")
+        s.sendall(b"INFO cpu\r\n")
+        reply = b""
+        while True:  # a bulk string: "$<length>\r\n<length bytes>\r\n"
+            chunk = s.recv(65536)
+            if not chunk:
+                raise RuntimeError("Redis closed the connection during INFO")
+            reply += chunk
+            head, found, body = reply.partition(b"\r\n")
+            if found and len(body) >= int(head[1:]) + 2:
+                break
+    fields = dict(line.split(":", 1) for line in body.decode().splitlines() if ":" in line)
+    return float(fields["used_cpu_sys"]) + float(fields["used_cpu_user"])
 
 
 def read_line(process: subprocess.Popen[str], timeout: float) -> str:
@@ -344,6 +401,7 @@ def trial(
         for child in children:
             read_line(child, 30)
         time.sleep(0.3)  # let every SUBSCRIBE reach Redis before the first PUBLISH
+        redis_before = redis_cpu(url)
         publisher = subprocess.Popen(
             [*command, "_publish", stack, url, channel, str(events)],
             stdout=subprocess.PIPE,
@@ -353,6 +411,7 @@ def trial(
         timeout = 30 + events / 200
         results = [json.loads(read_line(child, timeout)) for child in children[:receivers]]
         sent = json.loads(read_line(publisher, timeout))
+        redis_used = redis_cpu(url) - redis_before
     except (TimeoutError, RuntimeError) as exc:
         return Trial(None, error=f"{type(exc).__name__}: {exc}" if str(exc) else "timed out")
     finally:
@@ -367,7 +426,16 @@ def trial(
         return Trial(None, error=errors[0])
     elapsed = (max(r["done"] for r in results) - sent["first"]) / 1e9
     latencies = [ns for r in results for ns in r["latencies"]]
-    return Trial(events * subscribers * receivers / elapsed, latencies)
+    deliveries = events * subscribers * receivers
+    receiver_cpu = sum(r["cpu"] for r in results) / deliveries
+    return Trial(
+        deliveries / elapsed,
+        latencies,
+        None,
+        receiver_cpu,
+        sent["cpu"] / events,
+        redis_used / events,
+    )
 
 
 def start_redis() -> tuple[str, subprocess.Popen[bytes], str]:
@@ -445,8 +513,9 @@ def report(
             "",
             f"**{subscribers} subscriber(s) per receiver** ({subscribers * args.receivers} in all)",
             "",
-            "| Stack | deliveries/s | latency p50 (ms) | p99 (ms) | sse-channels ÷ this |",
-            "|---|---:|---:|---:|---:|",
+            "| Stack | deliveries/s | latency p50 (ms) | p99 (ms) | receiver CPU µs/delivery "
+            "| publisher CPU µs/event | Redis CPU µs/event | sse-channels ÷ this |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
         ]
         medians: dict[str, float | None] = {}
         for stack in STACKS:
@@ -454,7 +523,7 @@ def report(
             good = [t for t in trials if t.rate is not None]
             if len(good) < len(trials):
                 failed = next(t.error for t in trials if t.rate is None)
-                lines.append(f"| {TITLES[stack]} | FAILED ({failed}) | | | |")
+                lines.append(f"| {TITLES[stack]} | FAILED ({failed}) | | | | | | |")
                 medians[stack] = None
                 continue
             rate = statistics.median(t.rate for t in good if t.rate is not None)
@@ -464,7 +533,13 @@ def report(
             p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
             ours = medians.get("sse-channels")
             times = f"{ours / rate:.2f}x" if ours else ""
-            lines.append(f"| {TITLES[stack]} | {rate:,.0f} | {_ms(p50)} | {_ms(p99)} | {times} |")
+            receiver_cpu = statistics.median(t.receiver_cpu for t in good) * 1e6
+            publisher_cpu = statistics.median(t.publisher_cpu for t in good) * 1e6
+            server_cpu = statistics.median(t.redis_cpu for t in good) * 1e6
+            lines.append(
+                f"| {TITLES[stack]} | {rate:,.0f} | {_ms(p50)} | {_ms(p99)} "
+                f"| {receiver_cpu:.1f} | {publisher_cpu:.1f} | {server_cpu:.1f} | {times} |"
+            )
         ours = medians.get("sse-channels")
         for stack, target in TARGETS.items():
             theirs = medians.get(stack)
