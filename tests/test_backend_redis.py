@@ -347,8 +347,30 @@ async def test_multi_channel_resume_replays_each_channel_after_the_one_id(
     for name in ("y1", "x1", "y2"):
         await a.send(name[0], name)
     resumed = b.subscribe("x", "y", last_event_id=last)
-    assert sorted(e.data for e in await read(resumed, 3)) == ["x1", "y1", "y2"]
+    assert [e.data for e in await read(resumed, 3)] == ["y1", "x1", "y2"]  # in send order
     resumed.close()
+
+
+async def test_multi_channel_resume_mixing_history_and_local_events_keeps_send_order(
+    stores: Stores,
+) -> None:
+    # Regression: events this process held for one channel came after those fetched from
+    # Redis for another, so a client that reconnected after a fetched one skipped them.
+    a, b = await stores.start(), await stores.start()
+    watcher = b.subscribe("x")  # b's log holds "x" from here on; "y" it never watched
+    mark = await a.send("x", "x0")
+    sent = [await a.send(name[0], name) for name in ("y1", "x1", "y2", "x2", "y3")]
+    await read_until(watcher, "x2")
+    resumed = b.subscribe("x", "y", last_event_id=mark.id)
+    got = await read(resumed, 5)
+    assert got == sent
+    resumed.close()
+    for index, event in enumerate(got):
+        again = b.subscribe("x", "y", last_event_id=event.id)
+        assert await read(again, len(got) - index - 1) == got[index + 1 :]
+        await nothing_more(again, wait=0.05)
+        again.close()
+    watcher.close()
 
 
 async def test_resume_older_than_the_stream_retains_gets_a_gap_then_the_retained_rest(

@@ -391,6 +391,37 @@ async def test_store_resume_of_several_channels_gaps_only_those_that_lost_events
     assert events[1:] == [*busy[-2:], quiet]
 
 
+async def test_store_resume_gap_comes_in_send_order_so_resuming_from_any_id_loses_nothing() -> None:
+    # Regression: an "expired" gap was handed out before older events of the other
+    # channels, so a client that reconnected right after the gap skipped them silently.
+    store = ChannelStore()
+    store.configure_channel("busy", history=2)
+    mark = await store.send("quiet", "q0")
+    quiet = await store.send("quiet", "q1")
+    busy = [await store.send("busy", str(i)) for i in range(4)]
+    async with store.subscribe("busy", "quiet", last_event_id=mark.id) as subscription:
+        events = await drain(subscription)
+    assert events[0] == quiet
+    assert gap_data(events[1]) == {"reason": "expired", "channel": "busy"}
+    assert events[2:] == busy[-2:]
+    for index, event in enumerate(events):
+        async with store.subscribe("busy", "quiet", last_event_id=event.id) as resumed:
+            assert await drain(resumed) == events[index + 1 :]
+
+
+async def test_store_resume_further_back_than_max_lag_replays_what_is_retained() -> None:
+    # Regression: the replay counted as lag, so with the "disconnect" policy every resume
+    # from further back than max_lag ended at once, and the client reconnected forever.
+    store = ChannelStore(max_lag=3)
+    sent = [await store.send("room", str(i)) for i in range(6)]
+    async with store.subscribe("room", last_event_id=sent[0].id) as subscription:
+        assert await drain(subscription) == sent[1:]
+        for i in range(4):  # live lag still counts
+            await store.send("room", str(i))
+        with pytest.raises(SlowConsumerError):
+            await drain(subscription)
+
+
 async def test_store_history_per_channel_with_configure_channel() -> None:
     store = ChannelStore(history=100)
     store.configure_channel("small", history=2)
@@ -399,6 +430,15 @@ async def test_store_history_per_channel_with_configure_channel() -> None:
         events = await drain(subscription)
     assert gap_reason(events[0]) == "expired"
     assert events[1:] == sent[-2:]
+
+
+async def test_store_configure_channel_rejects_zero_history_and_ttl() -> None:
+    # Regression: 0 fell back to the store's default instead of raising like ChannelStore().
+    store = ChannelStore()
+    with pytest.raises(ValueError, match="history"):
+        store.configure_channel("room", history=0)
+    with pytest.raises(ValueError, match="history_ttl"):
+        store.configure_channel("room", history_ttl=0)
 
 
 async def test_store_history_ttl_forgets_old_events() -> None:
@@ -1002,6 +1042,16 @@ async def test_store_aclose_ends_every_subscription_and_refuses_new_work() -> No
     assert store.statistics().subscribers == 0
 
 
+async def test_store_listen_on_a_closed_store_raises_store_closed_error() -> None:
+    store = ChannelStore()
+    await store.set("count", 1)
+    await store.aclose()
+    calls: list[Event] = []
+    with pytest.raises(StoreClosedError):
+        store.listen("count", calls.append)
+    assert calls == []
+
+
 async def test_store_async_with_closes_the_store() -> None:
     async with ChannelStore() as store:
         subscription = store.subscribe("room")
@@ -1096,3 +1146,69 @@ async def test_store_watches_a_channel_from_its_first_subscriber_to_its_last() -
         ("watch", "room"),
         ("unwatch", "room"),
     ]
+
+
+class SlowStartBackend(SpyBackend):
+    """A backend that needs ``start()`` (which yields, and can fail) before it can publish."""
+
+    def __init__(self, failures: int = 0) -> None:
+        super().__init__()
+        self.failures = failures
+        self.starts = 0
+        self.started = False
+
+    async def start(self, task_group: Any = None) -> None:
+        self.starts += 1
+        await anyio.sleep(0.01)
+        if self.failures:
+            self.failures -= 1
+            raise OSError("cannot connect")
+        self.started = True
+
+    async def publish(self, channel: str, event: Event) -> Event:
+        if not self.started:
+            raise RuntimeError("publish before start")
+        return await super().publish(channel, event)
+
+
+async def test_store_backend_start_that_failed_is_tried_again_by_the_next_send() -> None:
+    # Regression: the store counted the backend as started before start() succeeded.
+    backend = SlowStartBackend(failures=1)
+    store = ChannelStore(backend)
+    with pytest.raises(OSError, match="cannot connect"):
+        await store.send("room", "first")
+    assert (await store.send("room", "second")).data == "second"
+    assert backend.starts == 2
+
+
+async def test_store_async_with_whose_start_failed_leaves_the_store_unstarted() -> None:
+    backend = SlowStartBackend(failures=1)
+    store = ChannelStore(backend)
+    with pytest.raises(OSError, match="cannot connect"):
+        async with store:
+            pass
+    assert (await store.send("room", "x")).data == "x"
+    assert backend.starts == 2
+
+
+async def test_store_concurrent_first_sends_wait_for_the_backend_to_start() -> None:
+    backend = SlowStartBackend()
+    store = ChannelStore(backend)
+    sent: list[Event] = []
+
+    async def send(value: str) -> None:
+        sent.append(await store.send("room", value))
+
+    async with anyio.create_task_group() as group:
+        for value in ("a", "b", "c"):
+            group.start_soon(send, value)
+    assert sorted(event.data for event in sent) == ["a", "b", "c"]
+    assert backend.starts == 1
+
+
+async def test_store_send_sync_starts_the_backend_as_send_does() -> None:
+    backend = SlowStartBackend()
+    store = ChannelStore(backend)
+    async with store.subscribe("jobs") as subscription:  # the loop is known; not started
+        event = await anyio.to_thread.run_sync(lambda: store.send_sync("jobs", "done"))
+        assert await collect(subscription, 1, timeout=5) == [event]

@@ -61,6 +61,18 @@ async def test_subscription_after_close_iteration_stops_at_once() -> None:
     assert await subscription.receive_batch() == []
 
 
+async def test_subscription_revoked_mid_batch_hands_out_nothing_more_but_resumes() -> None:
+    store = ChannelStore()
+    subscription = store.subscribe("room")
+    sent = [await store.send("room", str(i)) for i in range(3)]
+    assert await subscription.__anext__() == sent[0]  # the other two wait in its batch
+    store.revoke(channel="room")
+    assert [event async for event in subscription] == []
+    assert subscription.last_event_id == sent[0].id
+    async with store.subscribe("room", last_event_id=subscription.last_event_id) as resumed:
+        assert await drain(resumed) == sent[1:]
+
+
 async def test_subscription_hands_out_events_pending_before_the_first_read() -> None:
     store = ChannelStore()
     async with store.subscribe("room") as subscription:

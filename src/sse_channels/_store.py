@@ -107,6 +107,7 @@ class ChannelStore:
         self._subscriptions: WeakSet[Subscription] = WeakSet()
         self._closed = False
         self._started = False
+        self._starting: anyio.Event | None = None
         self._task_group: TaskGroup | None = None
         self._token: anyio.lowlevel.EventLoopToken | None = None
         self._loop_thread: int | None = None
@@ -132,7 +133,10 @@ class ChannelStore:
     ) -> None:
         """Set retention for one channel (before or after it exists)."""
         _check_channel(channel)
-        limits = (history or self._history, history_ttl or self._history_ttl)
+        limits = (
+            self._history if history is None else history,
+            self._history_ttl if history_ttl is None else history_ttl,
+        )
         _check_history(*limits)
         self._channel_limits[channel] = limits
         existing = self._channels.get(channel)
@@ -216,7 +220,9 @@ class ChannelStore:
         return anyio.from_thread.run(self._publish_checked, channel, draft, token=self._token)
 
     async def _publish_checked(self, channel: str, draft: Event) -> Event:
-        if self._closed:
+        if not self._started:
+            await self._start()  # raises StoreClosedError if the store was closed
+        elif self._closed:
             raise StoreClosedError("the store is closed")
         return await self._backend.publish(channel, draft)
 
@@ -332,7 +338,7 @@ class ChannelStore:
             names.extend(n for n in self._channels if entry[0](n) and n not in names)
         self._subscriptions.add(subscription)
         resume = self._resume_key(names, last_event_id)
-        gaps: list[Event] = []
+        gaps: list[tuple[int, Event]] = []
         fetches: list[tuple[Channel, int, int]] = []
         try:
             for pattern in patterns:
@@ -343,10 +349,8 @@ class ChannelStore:
         except BaseException:
             subscription.close()
             raise
-        if fetches:
+        if resume is not None:  # the first read replays (see _replay)
             subscription._fetches = (fetches, gaps)
-        elif gaps:
-            subscription._set_buffer(gaps)
         return subscription
 
     async def receive(self, channel: str, *, timeout: float | None = None) -> Event:
@@ -377,6 +381,8 @@ class ChannelStore:
         Keep it short and non-blocking. An exception from it propagates to the sender
         after the event is stored and the other callbacks ran.
         """
+        if self._closed:
+            raise StoreClosedError("the store is closed")
         _check_channel(channel)
         if not callable(callback):
             raise TypeError("callback must be callable")
@@ -457,8 +463,7 @@ class ChannelStore:
         task_group = anyio.create_task_group()
         await task_group.__aenter__()
         try:
-            self._started = True
-            await self._backend.start(task_group)
+            await self._start(task_group)
         except BaseException:
             task_group.cancel_scope.cancel()
             await task_group.__aexit__(None, None, None)
@@ -494,12 +499,28 @@ class ChannelStore:
 
     # -- internals ---------------------------------------------------------------------
 
-    async def _start(self) -> None:
-        if self._closed:
-            raise StoreClosedError("the store is closed")
-        if not self._started:
+    async def _start(self, task_group: TaskGroup | None = None) -> None:
+        """Start the backend (again with a task group, to hand it over); one at a time.
+
+        The store counts as started only once ``start`` succeeded: a failed start is tried
+        again by the next call, and concurrent first sends wait instead of publishing early.
+        """
+        while True:
+            if self._closed:
+                raise StoreClosedError("the store is closed")
+            if self._started and task_group is None:
+                return
+            starting = self._starting
+            if starting is None:
+                break
+            await starting.wait()
+        self._starting = starting = anyio.Event()
+        try:
+            await self._backend.start(task_group)
             self._started = True
-            await self._backend.start(None)
+        finally:
+            self._starting = None
+            starting.set()
 
     def _remember_loop(self) -> None:
         if self._token is None:
@@ -556,7 +577,7 @@ class ChannelStore:
         subscription: Subscription,
         channel: Channel,
         resume: int | None,
-        gaps: list[Event],
+        gaps: list[tuple[int, Event]],
         fetches: list[tuple[Channel, int, int]] | None = None,
         *,
         at_start: bool = False,
@@ -579,7 +600,8 @@ class ChannelStore:
             cursor = end
         elif resume < 0:
             cursor = end
-            gaps.append(self._gap(channel, "unknown_id", self._backend.latest_key()))
+            latest = self._backend.latest_key()
+            gaps.append((latest, self._gap(channel, "unknown_id", latest)))
         elif channel.complete_after > resume and fetches is not None:
             # Only a networked backend watches from a later point: what this process did
             # not receive comes from the backend's history at the first read.
@@ -589,7 +611,8 @@ class ChannelStore:
             self._counts["replayed"] += end - cursor
         elif channel.lost_through() > resume or channel.complete_after > resume:
             cursor = channel.retained_start()
-            gaps.append(self._gap(channel, "expired", channel.seq_at(cursor)))
+            lost = channel.seq_at(cursor)
+            gaps.append((lost, self._gap(channel, "expired", lost)))
             self._counts["replayed"] += end - cursor
         else:
             cursor = channel.position_after(resume)
@@ -642,16 +665,17 @@ class ChannelStore:
         if channel.listeners:
             _call_listeners(channel.listeners, event)
 
-    def _collect(self, subscription: Subscription) -> list[Event]:
-        """Everything pending for a subscription, in send order; applies lag policies."""
+    def _collect(self, subscription: Subscription, *, lag: bool = True) -> list[Event]:
+        """Everything pending for a subscription, in send order; applies lag policies
+        (``lag=False``: all but ``max_lag``)."""
         entries = subscription._entries
         if len(entries) == 1:
             entry = entries[0]
-            batch = self._take(subscription, entry, None)
+            batch = self._take(subscription, entry, None, lag=lag)
         else:
             keyed: list[tuple[int, Event]] = []
             for entry in entries:
-                self._take(subscription, entry, keyed)
+                self._take(subscription, entry, keyed, lag=lag)
             if subscription.close_reason is not None:
                 # Disconnected for lag on one channel: handing out later events of the others
                 # would move its last id past events it never got, and resume would skip them.
@@ -663,7 +687,12 @@ class ChannelStore:
         return batch
 
     def _take(
-        self, subscription: Subscription, entry: list[Any], keyed: list[tuple[int, Event]] | None
+        self,
+        subscription: Subscription,
+        entry: list[Any],
+        keyed: list[tuple[int, Event]] | None,
+        *,
+        lag: bool = True,
     ) -> list[Event]:
         channel: Channel = entry[0]
         cursor: int = entry[1]
@@ -697,7 +726,7 @@ class ChannelStore:
                 if keyed is not None:
                     keyed.append((channel.seq_at(cursor), gap))
                 return [gap]
-        max_lag = subscription._max_lag
+        max_lag = subscription._max_lag if lag else None
         if max_lag is not None and end - cursor > max_lag and not channel.is_state:
             if subscription._policy == "disconnect":
                 return self._disconnect(subscription)
@@ -720,27 +749,51 @@ class ChannelStore:
         return events
 
     async def _replay(self, subscription: Subscription) -> list[Event]:
-        """The first batch of a subscription that resumes from before this process's log."""
+        """The first batch of a resumed subscription: what it missed, then the rest.
+
+        Everything, gap signals included, comes in send order (by ordering key): a gap's id
+        is where its channel's retained history starts, so a client that reconnects with
+        the id of any event of this batch, a gap's too, skips nothing of the other channels.
+        The replay does not count as lag (``max_lag``): with the ``"disconnect"`` policy a
+        resume from further back would otherwise end at once, every time it was tried.
+        """
         assert subscription._fetches is not None
         fetches, gaps = subscription._fetches
-        batch = list(gaps)
-        keyed: list[tuple[int, Event]] = []
+        subscription._fetches = None
+        keyed: list[tuple[int, Event]] = list(gaps)
         for channel, after, through in fetches:
             found = await self._backend.history(channel.name, after, through)
             if found is None:
-                batch.append(self._gap(channel, "expired", through))
+                keyed.append((through, self._gap(channel, "expired", through)))
                 continue
             gone, events = found
             if gone > after:  # the oldest of them are no longer retained
                 keyed.append((gone, self._gap(channel, "expired", gone)))
             keyed.extend(events)
             self._counts["replayed"] += len(events)
-        subscription._fetches = None
+        for entry in subscription._entries:
+            if subscription.close_reason is not None:
+                # Closed (or disconnected by _take): handing out part of the merge could move
+                # its last id past events it never got. A resume from the same id starts over.
+                return []
+            channel = entry[0]
+            first = channel.retained_start()
+            if entry[1] < first and not channel.is_state:
+                # Trimmed since subscribe() placed it: gone before it could read, which is
+                # no slowness of its own. One gap for the channel, at where it now starts.
+                name = channel.name
+                before = len(keyed)
+                keyed = [p for p in keyed if p[1].event != GAP_EVENT or p[1].channel != name]
+                self._counts["gaps"] -= before - len(keyed)
+                lost = channel.seq_at(first)
+                keyed.append((lost, self._gap(channel, "expired", lost)))
+                entry[1] = first
+            self._take(subscription, entry, keyed, lag=False)
+        if subscription.close_reason is not None:
+            return []
         keyed.sort(key=_first)
-        self._counts["events_delivered"] += len(keyed) + len(batch)
-        batch += [event for _, event in keyed]
-        if subscription.close_reason is None:
-            batch += self._collect(subscription)
+        batch = [event for _, event in keyed]
+        self._counts["events_delivered"] += sum(1 for e in batch if e.event != GAP_EVENT)
         return batch
 
     def _disconnect(self, subscription: Subscription) -> list[Event]:

@@ -76,7 +76,7 @@ class Subscription:
         #: Events read but not handed out yet, then ``None`` (see ``_set_buffer``).
         self._buffer: list[Event | None] = [None]
         #: Resume reads to make from the backend's history before the first batch.
-        self._fetches: tuple[list[Any], list[Event]] | None = None
+        self._fetches: tuple[list[Any], list[tuple[int, Event]]] | None = None
         #: ``__next__`` of an iterator over ``_buffer``: the cheapest way to hand out events.
         self._iter: Iterator[Event | None] = iter([None])
         self._next: Callable[[], Event | None] = self._iter.__next__
@@ -260,6 +260,10 @@ class Subscription:
         """End the subscription now (synchronous form of ``aclose``); idempotent."""
         if self.close_reason is not None:
             return
+        # Events of the current batch not handed out yet are dropped with the rest: after a
+        # revoke nothing more reaches the reader, and its last id still says where it was.
+        self._remember_last_id()
+        self._set_buffer([])
         self.close_reason = reason
         self._store._release(self)
         self._ring(None)
