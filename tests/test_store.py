@@ -742,6 +742,20 @@ async def test_store_state_update_and_get() -> None:
     assert store.get("doc") == {"title": "x"}
 
 
+async def test_store_send_to_a_state_channel_is_refused_so_get_and_subscribers_agree() -> None:
+    store = ChannelStore()
+    await store.set("count", 1)
+    async with store.subscribe("count") as subscription:
+        with pytest.raises(ValueError, match="state channel"):
+            await store.send("count", 2)
+        with pytest.raises(ValueError, match="state channel"):
+            await anyio.to_thread.run_sync(lambda: store.send_sync("count", 2))
+        assert store.get("count") == 1
+        assert [e.data for e in await drain(subscription)] == ["1"]
+    async with store.subscribe("count") as late:
+        assert [e.data for e in await drain(late)] == ["1"]
+
+
 async def test_store_state_resume_from_the_current_value_does_not_repeat_it() -> None:
     store = ChannelStore()
     await store.set("count", 1)

@@ -171,7 +171,8 @@ class ChannelStore:
             The event as sent, with its id.
 
         Raises:
-            ValueError, TypeError: bad input; nothing is stored.
+            ValueError, TypeError: bad input, or ``channel`` is a state channel here (change
+                it with ``set`` or ``update``, which keep ``get`` right); nothing is stored.
             StoreClosedError: the store was closed.
 
         On the in-memory backend this completes without yielding to the event loop, so a
@@ -179,6 +180,7 @@ class ChannelStore:
         backend may or may not have sent the event.
         """
         draft = self._draft(channel, data, event, id, retry)
+        self._refuse_state(channel)
         self._remember_loop()
         if not self._started:
             await self._start()
@@ -207,6 +209,7 @@ class ChannelStore:
                 publish without one.
         """
         draft = self._draft(channel, data, event, id, retry)
+        self._refuse_state(channel)
         if self._loop_thread == threading.get_ident():
             raise RuntimeError("send_sync() called from the event loop thread; use await send()")
         if self._token is None:
@@ -241,6 +244,14 @@ class ChannelStore:
         return Event._trusted(
             text, event, id, retry, channel, format_sse(text, event=event, id=id, retry=retry)
         )
+
+    def _refuse_state(self, channel: str) -> None:
+        state = self._channels.get(channel)
+        if state is not None and state.is_state:
+            raise ValueError(
+                f"{channel!r} is a state channel: change it with set() or update(), "
+                "so that get() and new subscribers agree on its value"
+            )
 
     # -- state channels (Svelte writable) ----------------------------------------------
 
