@@ -564,7 +564,7 @@ def main(argv: list[str] | None = None) -> None:
         run_publisher(stack, url, channel, int(events))
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--events", type=int, default=5000, help="events per trial")
+    parser.add_argument("--events", type=int, default=20000, help="events per trial")
     parser.add_argument(
         "--subscribers",
         type=int,
@@ -573,7 +573,7 @@ def main(argv: list[str] | None = None) -> None:
         help="subscribers per receiver process; one table each",
     )
     parser.add_argument("--receivers", type=int, default=2, help="receiver processes")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--redis", help="a Redis URL (default: start a private redis-server)")
     parser.add_argument("--python", help="interpreter for the trials (default: see above)")
     parser.add_argument("--only", nargs="+", choices=STACKS, help="run only these stacks")
