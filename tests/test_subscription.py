@@ -73,6 +73,19 @@ async def test_subscription_revoked_mid_batch_hands_out_nothing_more_but_resumes
         assert await drain(resumed) == sent[1:]
 
 
+async def test_subscription_resumed_but_not_read_yet_reports_the_id_it_resumed_from() -> None:
+    # Resuming again from its last_event_id before it handed anything out must not skip
+    # what was sent meanwhile (None would mean "live only").
+    store = ChannelStore()
+    mark = await store.send("room", "seen")
+    subscription = store.subscribe("room", last_event_id=mark.id)
+    assert subscription.last_event_id == mark.id
+    subscription.close()
+    sent = [await store.send("room", str(i)) for i in range(2)]
+    async with store.subscribe("room", last_event_id=subscription.last_event_id) as again:
+        assert await drain(again) == sent
+
+
 async def test_subscription_hands_out_events_pending_before_the_first_read() -> None:
     store = ChannelStore()
     async with store.subscribe("room") as subscription:

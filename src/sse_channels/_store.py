@@ -336,6 +336,8 @@ class ChannelStore:
         self._remember_loop()
         patterns = tuple(dict.fromkeys(n for n in channels if is_pattern(n)))
         subscription = Subscription(self, key=key, policy=policy, max_lag=lag, patterns=patterns)
+        # Until it hands out an event, resuming it again means resuming from the same id.
+        subscription._last_id = last_event_id
         names = list(dict.fromkeys(n for n in channels if not is_pattern(n)))
         # Create named channels before registering this subscription's patterns, or a pattern
         # would attach it to a new channel that the loop below then attaches a second time.

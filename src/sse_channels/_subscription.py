@@ -101,7 +101,10 @@ class Subscription:
 
     @property
     def last_event_id(self) -> str | None:
-        """The id of the last event handed out: resume from it with ``last_event_id=``."""
+        """The id of the last event handed out: resume from it with ``last_event_id=``.
+
+        Before the first event, the id it resumed from (``None`` if it started live).
+        """
         self._remember_last_id()
         return self._last_id
 
