@@ -982,6 +982,33 @@ def test_store_send_sync_before_any_event_loop_raises_runtime_error() -> None:
         store.send_sync("jobs", "x")
 
 
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_store_used_again_in_a_later_event_loop_sends_from_threads_into_that_loop(
+    backend: str,
+) -> None:
+    # A module-level store across tests, each test in its own event loop.
+    store = ChannelStore()
+
+    async def first_loop() -> None:
+        await store.send("jobs", "in the first loop")
+
+    async def later_loop() -> list[str]:
+        async with store.subscribe("jobs") as subscription:
+            await anyio.to_thread.run_sync(lambda: store.send_sync("jobs", "from a thread"))
+            return [event.data for event in await collect(subscription, 1, timeout=5)]
+
+    async def send_only_loop() -> None:
+        with pytest.raises(RuntimeError, match="last ran in has finished"):
+            await anyio.to_thread.run_sync(lambda: store.send_sync("jobs", "lost loop"))
+        await store.send("jobs", "noted again")  # this loop is the store's loop from now on
+        sent = await anyio.to_thread.run_sync(lambda: store.send_sync("jobs", "works"))
+        assert sent.data == "works"
+
+    anyio.run(first_loop, backend=backend)
+    assert anyio.run(later_loop, backend=backend) == ["from a thread"]
+    anyio.run(send_only_loop, backend=backend)
+
+
 async def test_store_send_sync_to_a_closed_store_raises() -> None:
     store = ChannelStore()
     await store.send("jobs", "x")

@@ -206,7 +206,7 @@ class ChannelStore:
             StoreClosedError: the store was closed.
             RuntimeError: called from the event loop's own thread (use ``await send``),
                 or the store has not run in an event loop yet and its backend cannot
-                publish without one.
+                publish without one, or the loop it last ran in has finished.
         """
         draft = self._draft(channel, data, event, id, retry)
         self._refuse_state(channel)
@@ -220,7 +220,14 @@ class ChannelStore:
                     "one to hand the event to (use the store in your app's lifespan first)"
                 )
             return published
-        return anyio.from_thread.run(self._publish_checked, channel, draft, token=self._token)
+        try:
+            return anyio.from_thread.run(self._publish_checked, channel, draft, token=self._token)
+        except anyio.RunFinishedError:
+            self._token = self._loop_thread = None  # the next use in a running loop notes it
+            raise RuntimeError(
+                "the event loop this store last ran in has finished; use the store in the "
+                "running loop first (async with store, subscribe or send)"
+            ) from None
 
     async def _publish_checked(self, channel: str, draft: Event) -> Event:
         if not self._started:
@@ -333,7 +340,7 @@ class ChannelStore:
         policy = slow_consumer or self._policy
         lag = self._max_lag if max_lag is None else max_lag
         _check_policy(policy, lag)
-        self._remember_loop()
+        self._remember_loop(refresh=True)
         patterns = tuple(dict.fromkeys(n for n in channels if is_pattern(n)))
         subscription = Subscription(self, key=key, policy=policy, max_lag=lag, patterns=patterns)
         # Until it hands out an event, resuming it again means resuming from the same id.
@@ -470,7 +477,7 @@ class ChannelStore:
             StoreClosedError: the store was closed.
             BackendError: the backend could not start (e.g. Redis cannot be reached).
         """
-        self._remember_loop()
+        self._remember_loop(refresh=True)
         if self._closed:
             raise StoreClosedError("the store is closed")
         task_group = anyio.create_task_group()
@@ -535,8 +542,14 @@ class ChannelStore:
             self._starting = None
             starting.set()
 
-    def _remember_loop(self) -> None:
-        if self._token is None:
+    def _remember_loop(self, *, refresh: bool = False) -> None:
+        """Note the running event loop, for ``send_sync`` to hand events to.
+
+        ``send`` only notes the first one (this costs about 1 µs); ``subscribe`` and
+        ``async with`` note the current one, so a store used again in a later loop (a
+        module-level store across tests, each in its own loop) follows it there.
+        """
+        if self._token is None or refresh:
             try:
                 self._token = anyio.lowlevel.current_token()
             except RuntimeError:
