@@ -373,6 +373,29 @@ async def test_multi_channel_resume_mixing_history_and_local_events_keeps_send_o
     watcher.close()
 
 
+async def test_resume_whose_history_read_failed_replays_on_the_next_read(
+    stores: Stores, redis_url: str, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a = await stores.start()
+    mark = await a.send("feed", "seen")
+    missed = [await a.send("feed", str(i)) for i in range(3)]
+    backend = RedisBackend(redis_url, prefix=prefix)
+    real_history, failures = backend.history, [BackendError("cannot reach Redis (injected)")]
+
+    async def history_failing_once(channel: str, after: int, through: int) -> Any:
+        if failures:  # as when the connection drops during that read
+            raise failures.pop()
+        return await real_history(channel, after, through)
+
+    monkeypatch.setattr(backend, "history", history_failing_once)
+    async with ChannelStore(backend=backend) as b:
+        resumed = b.subscribe("feed", last_event_id=mark.id)
+        with pytest.raises(BackendError, match="injected"):
+            await resumed.receive_batch()
+        assert await read(resumed, 3) == missed  # not a silent jump to live
+        resumed.close()
+
+
 async def test_resume_older_than_the_stream_retains_gets_a_gap_then_the_retained_rest(
     stores: Stores,
 ) -> None:

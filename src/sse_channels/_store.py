@@ -691,17 +691,16 @@ class ChannelStore:
         if channel.listeners:
             _call_listeners(channel.listeners, event)
 
-    def _collect(self, subscription: Subscription, *, lag: bool = True) -> list[Event]:
-        """Everything pending for a subscription, in send order; applies lag policies
-        (``lag=False``: all but ``max_lag``)."""
+    def _collect(self, subscription: Subscription) -> list[Event]:
+        """Everything pending for a subscription, in send order; applies lag policies."""
         entries = subscription._entries
         if len(entries) == 1:
             entry = entries[0]
-            batch = self._take(subscription, entry, None, lag=lag)
+            batch = self._take(subscription, entry, None)
         else:
             keyed: list[tuple[int, Event]] = []
             for entry in entries:
-                self._take(subscription, entry, keyed, lag=lag)
+                self._take(subscription, entry, keyed)
             if subscription.close_reason is not None:
                 # Disconnected for lag on one channel: handing out later events of the others
                 # would move its last id past events it never got, and resume would skip them.
@@ -785,7 +784,6 @@ class ChannelStore:
         """
         assert subscription._fetches is not None
         fetches, gaps = subscription._fetches
-        subscription._fetches = None
         keyed: list[tuple[int, Event]] = list(gaps)
         for channel, after, through in fetches:
             found = await self._backend.history(channel.name, after, through)
@@ -797,6 +795,7 @@ class ChannelStore:
                 keyed.append((gone, self._gap(channel, "expired", gone)))
             keyed.extend(events)
             self._counts["replayed"] += len(events)
+        subscription._fetches = None  # done only now: a failed fetch is tried again next read
         for entry in subscription._entries:
             if subscription.close_reason is not None:
                 # Closed (or disconnected by _take): handing out part of the merge could move
