@@ -511,6 +511,7 @@ async def test_redis_restarted_empty_gives_gaps_to_live_and_resuming_subscribers
         resumed = b.subscribe("r", last_event_id=old.id)
         got = await read(resumed, 2)
         assert [(e.event, e.data) for e in got] == [(GAP_EVENT, gap.data), (None, "after")]
+        assert b.statistics().events_delivered == 3  # before, after, after: no gap signals
         # A process that never saw the old id cannot place it at all.
         fresh = ChannelStore(backend=RedisBackend(restartable_redis.url, prefix=prefix))
         async with fresh:

@@ -1007,6 +1007,9 @@ def test_store_used_again_in_a_later_event_loop_sends_from_threads_into_that_loo
     anyio.run(first_loop, backend=backend)
     assert anyio.run(later_loop, backend=backend) == ["from a thread"]
     anyio.run(send_only_loop, backend=backend)
+    # From the thread that ran the finished loop (the main thread here), not "use await".
+    with pytest.raises(RuntimeError, match="last ran in has finished"):
+        store.send_sync("jobs", "after every loop")
 
 
 async def test_store_send_sync_to_a_closed_store_raises() -> None:
@@ -1101,6 +1104,17 @@ async def test_store_async_with_closes_the_store() -> None:
 
 
 # -- statistics and lazy watching ---------------------------------------------------------------
+
+
+async def test_store_statistics_leave_gap_signals_out_of_events_delivered() -> None:
+    store = ChannelStore(history=3, slow_consumer="drop_oldest")
+    async with store.subscribe("a") as behind, store.subscribe("a", max_lag=2) as lagging:
+        for i in range(5):
+            await store.send("a", str(i))
+        assert [gap_reason(e) for e in await drain(behind)] == ["slow_consumer", *[None] * 3]
+        assert [gap_reason(e) for e in await drain(lagging)] == ["slow_consumer", None, None]
+    stats = store.statistics()
+    assert (stats.events_delivered, stats.gaps, stats.dropped) == (5, 2, 5)
 
 
 async def test_store_statistics_count_what_happened() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import anyio
@@ -10,6 +11,9 @@ import pytest
 from sse_channels import ChannelStore
 from sse_channels.asgi import EventStreamResponse
 from sse_channels.testing import SSEStream, connect_sse
+
+if sys.version_info < (3, 11):  # pragma: no cover
+    from exceptiongroup import ExceptionGroup
 
 pytestmark = pytest.mark.anyio
 
@@ -210,3 +214,84 @@ async def test_driver_rejects_messages_out_of_order(message: dict[str, Any]) -> 
 
 def test_stream_is_exported_from_the_testing_module() -> None:
     assert SSEStream.__module__ == "sse_channels.testing"
+
+
+async def test_driver_resume_reading_releases_a_send_after_stop_reading_twice() -> None:
+    go = anyio.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await go.wait()
+        await send({"type": "http.response.body", "body": b": a\n\n", "more_body": False})
+
+    async with connect_sse(app, timeout=1) as stream:
+        stream.stop_reading()
+        go.set()
+        await anyio.wait_all_tasks_blocked()  # the app's send is blocked now
+        stream.stop_reading()
+        stream.resume_reading()
+        await stream.wait_finished(timeout=1)
+        assert stream.comments == [" a"]
+
+
+async def test_driver_keeps_the_cause_of_the_test_bodys_exception() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await anyio.sleep_forever()
+
+    with pytest.raises(AssertionError, match="mine") as caught:
+        async with connect_sse(app):
+            raise AssertionError("mine") from LookupError("why")
+    assert isinstance(caught.value.__cause__, LookupError)
+
+
+async def test_driver_keeps_the_context_of_the_apps_exception() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        try:
+            int("not a number")
+        except ValueError:
+            raise LookupError("early") from None
+
+    with pytest.raises(LookupError, match="early") as caught:
+        async with connect_sse(app):
+            pass
+    assert caught.value.__suppress_context__
+    assert isinstance(caught.value.__context__, ValueError)
+
+    async def chained(scope: Any, receive: Any, send: Any) -> None:
+        try:
+            int("not a number")
+        except ValueError as exc:
+            raise LookupError("early") from exc
+
+    with pytest.raises(LookupError) as caught:
+        async with connect_sse(chained):
+            pass
+    assert isinstance(caught.value.__cause__, ValueError)
+
+
+@pytest.mark.parametrize("started", [False, True])
+async def test_driver_reraises_the_apps_exception_group_as_it_is(started: bool) -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if started:
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+        raise ExceptionGroup("the app's own", [ValueError("inner")])
+
+    with pytest.raises(ExceptionGroup, match="the app's own"):
+        async with connect_sse(app) as stream:
+            await stream.wait_finished()
+
+
+async def test_driver_shows_the_apps_exception_when_the_test_body_fails_because_of_it() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        raise LookupError("boom")
+
+    async def read_one(stream: SSEStream) -> None:
+        assert await stream.read_events(1), "no event"
+
+    with pytest.raises(AssertionError, match="no event") as caught:
+        async with connect_sse(app) as stream:
+            await read_one(stream)
+    assert isinstance(caught.value.__cause__, LookupError)
+    assert stream.error is caught.value.__cause__

@@ -272,3 +272,46 @@ async def test_recorder_on_a_closed_store_raises() -> None:
     await store.aclose()
     with pytest.raises(StoreClosedError):
         ChannelRecorder(store)
+
+
+async def test_recorder_records_every_value_of_a_state_channel() -> None:
+    store = ChannelStore()
+    with ChannelRecorder(store) as recorder:
+        await store.set("count", 1)
+        await store.set("count", 2)
+        await store.update("count", lambda n: n + 1)
+        assert recorder.data("count") == ["1", "2", "3"]
+
+
+async def test_recorder_does_not_record_a_state_value_set_before_it() -> None:
+    store = ChannelStore()
+    await store.set("count", 1)
+    with ChannelRecorder(store) as recorder:
+        assert recorder.events == []
+        await store.set("count", 2)
+        assert recorder.data("count") == ["2"]
+
+
+async def test_recorder_keeps_what_was_sent_just_before_the_store_closed() -> None:
+    store = ChannelStore()
+    with ChannelRecorder(store) as recorder:
+        await store.send("room", "last")
+        await store.aclose()
+        assert recorder.data("room") == ["last"]
+        assert recorder.closed
+
+
+async def test_recorder_keeps_recording_after_a_channel_is_revoked() -> None:
+    store = ChannelStore()
+    with ChannelRecorder(store) as recorder:
+        await store.send("room", "before")
+        assert store.revoke(channel="room") == 1
+        await store.send("room", "after")
+        await store.send("new", "on a channel made after the revoke")
+        assert not recorder.closed
+        assert recorder.data("room") == ["before", "after"]
+        assert recorder.channels == ["room", "new"]
+        store.revoke(channel="room")
+        await store.send("room", "again")
+        assert [e.data for e in await recorder.wait_for(4, timeout=1)][-1] == "again"
+        assert store.statistics().subscribers == 1

@@ -27,6 +27,7 @@ class Channel:
         "capacity",
         "complete_after",
         "events",
+        "has_gap_events",
         "has_value",
         "is_state",
         "listeners",
@@ -61,6 +62,9 @@ class Channel:
         self.is_state = False
         self.has_value = False
         self.value: Any = None
+        #: A ``lost`` gap signal was ever put into ``events`` (rare): readers that take it
+        #: do not count it as a delivered event.
+        self.has_gap_events = False
 
     @property
     def end(self) -> int:

@@ -39,6 +39,11 @@ __all__ = ["GAP_EVENT", "ChannelStore", "StoreStatistics"]
 #: The event type of a gap signal: events the subscriber should have had are gone.
 GAP_EVENT = "gap"
 
+_LOOP_FINISHED = (
+    "the event loop this store last ran in has finished; use the store in the running loop "
+    "first (async with store, subscribe or send)"
+)
+
 _Listener = Callable[[Event], object]
 
 
@@ -211,6 +216,11 @@ class ChannelStore:
         draft = self._draft(channel, data, event, id, retry)
         self._refuse_state(channel)
         if self._loop_thread == threading.get_ident():
+            try:
+                anyio.lowlevel.current_token()
+            except RuntimeError:  # no loop runs here now: the one the store knew has ended
+                self._token = self._loop_thread = None
+                raise RuntimeError(_LOOP_FINISHED) from None
             raise RuntimeError("send_sync() called from the event loop thread; use await send()")
         if self._token is None:
             published = self._backend.publish_sync(channel, draft)
@@ -224,10 +234,7 @@ class ChannelStore:
             return anyio.from_thread.run(self._publish_checked, channel, draft, token=self._token)
         except anyio.RunFinishedError:
             self._token = self._loop_thread = None  # the next use in a running loop notes it
-            raise RuntimeError(
-                "the event loop this store last ran in has finished; use the store in the "
-                "running loop first (async with store, subscribe or send)"
-            ) from None
+            raise RuntimeError(_LOOP_FINISHED) from None
 
     async def _publish_checked(self, channel: str, draft: Event) -> Event:
         if not self._started:
@@ -681,6 +688,7 @@ class ChannelStore:
             if channel.is_state:
                 return  # the next value replaces whatever was lost
             channel.append(key, self._gap(channel, "lost", key))
+            channel.has_gap_events = True
             channel.wake()
             return
         if channel.seqs and key <= channel.seqs[-1]:
@@ -748,6 +756,7 @@ class ChannelStore:
                 entry[1] = end
                 if gap is None:
                     return []
+                self._counts["events_delivered"] -= 1  # the caller counts the gap: undo
                 if keyed is not None:
                     keyed.append((channel.seq_at(cursor), gap))
                 return [gap]
@@ -757,12 +766,18 @@ class ChannelStore:
                 return self._disconnect(subscription)
             self._counts["dropped"] += end - cursor - max_lag
             cursor = end - max_lag
+            if gap is not None:
+                self._counts["gaps"] -= 1  # this one replaces it
             gap = self._gap(channel, "slow_consumer", channel.seq_at(cursor))
         if channel.is_state and end - cursor > 1:
             self._counts["coalesced"] += end - cursor - 1
             cursor = end - 1
         entry[1] = end
         events = channel.events[cursor - start :]
+        if gap is not None:
+            self._counts["events_delivered"] -= 1  # gap signals are not counted as events
+        if channel.has_gap_events:
+            self._counts["events_delivered"] -= sum(1 for e in events if e.event == GAP_EVENT)
         if keyed is None:
             if gap is not None:
                 events.insert(0, gap)
@@ -796,11 +811,8 @@ class ChannelStore:
             keyed.extend(events)
             self._counts["replayed"] += len(events)
         subscription._fetches = None  # done only now: a failed fetch is tried again next read
-        for entry in subscription._entries:
-            if subscription.close_reason is not None:
-                # Closed (or disconnected by _take): handing out part of the merge could move
-                # its last id past events it never got. A resume from the same id starts over.
-                return []
+        entries = subscription._entries
+        for entry in entries:
             channel = entry[0]
             first = channel.retained_start()
             if entry[1] < first and not channel.is_state:
@@ -813,12 +825,18 @@ class ChannelStore:
                 lost = channel.seq_at(first)
                 keyed.append((lost, self._gap(channel, "expired", lost)))
                 entry[1] = first
-            self._take(subscription, entry, keyed, lag=False)
+        own_gaps = sum(1 for _, event in keyed if event.event == GAP_EVENT)
+        for entry in entries:
+            if subscription.close_reason is not None:
+                # Closed (or disconnected by _take): handing out part of the merge could move
+                # its last id past events it never got. A resume from the same id starts over.
+                return []
+            self._take(subscription, entry, keyed, lag=False)  # counts its own gaps out
         if subscription.close_reason is not None:
             return []
         keyed.sort(key=_first)
         batch = [event for _, event in keyed]
-        self._counts["events_delivered"] += sum(1 for e in batch if e.event != GAP_EVENT)
+        self._counts["events_delivered"] += len(batch) - own_gaps
         return batch
 
     def _disconnect(self, subscription: Subscription) -> list[Event]:

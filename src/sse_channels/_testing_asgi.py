@@ -119,7 +119,8 @@ class SSEStream:
 
     def stop_reading(self) -> None:
         """Play a client that stops reading: the app's ``send`` blocks from now on."""
-        self._reading = anyio.Event()
+        if self._reading.is_set():  # a send blocked on the current event must stay wakeable
+            self._reading = anyio.Event()
 
     def resume_reading(self) -> None:
         """Let blocked and later ``send`` calls complete again."""
@@ -296,10 +297,19 @@ async def connect_sse(
                     raise RuntimeError("the app returned without starting a response")
                 try:
                     yield stream
-                except BaseException:
+                except BaseException as exc:
                     # The test already failed (or was cancelled): stop the app, do not wait.
                     stream._gone.set()
                     group.cancel_scope.cancel()
+                    if (
+                        isinstance(exc, Exception)
+                        and stream.error is not None
+                        and exc.__cause__ is None
+                        and not _comes_from(exc, stream.error)
+                    ):
+                        # The app failed first (the test saw its response end early): show
+                        # its exception as what led to the test's own.
+                        exc.__cause__ = stream.error
                     raise
             finally:
                 if not stream.app_done and not group.cancel_scope.cancel_called:
@@ -308,11 +318,17 @@ async def connect_sse(
                             await stream.disconnect(timeout=timeout)
                         finally:
                             group.cancel_scope.cancel()
-        if stream.error is not None:
-            raise stream.error
     except BaseExceptionGroup as group_error:
         # The test body's own exception comes out of the task group wrapped; unwrap it so
         # that pytest shows the real assertion.
-        if len(group_error.exceptions) == 1:
-            raise group_error.exceptions[0] from None
-        raise
+        if len(group_error.exceptions) != 1:
+            raise
+        unwrapped = group_error.exceptions[0]
+    else:
+        unwrapped = stream.error  # the app's own exception, raised as it is (even a group)
+    if unwrapped is not None:
+        # Raised outside the ``except`` block so that its own __cause__ and __context__ stay.
+        try:
+            raise unwrapped
+        finally:
+            del unwrapped

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
     from typing_extensions import Self
 
+    from ._channel import Channel
     from ._store import ChannelStore
     from ._subscription import Subscription
 
@@ -212,28 +213,61 @@ class ChannelRecorder:
     """
 
     def __init__(self, store: ChannelStore, *patterns: str) -> None:
-        # Never disconnected for lag: a gap it reports is turned into a clear error instead.
-        self._subscription = store.subscribe(
-            *(patterns or ("*",)), slow_consumer="drop_oldest", max_lag=sys.maxsize
-        )
+        self._store = store
+        self._patterns = patterns or ("*",)
+        self._subscription = self._subscribe()
+        for entry in self._subscription._entries:
+            entry[1] = entry[0].end  # not a state channel's current value: it came before
         self._events: list[Event] = []
+        self._stopped = False
+
+    def _subscribe(self) -> Subscription:
+        # Never disconnected for lag; the recorder reads the logs itself (see _pull).
+        return self._store.subscribe(
+            *self._patterns, slow_consumer="drop_oldest", max_lag=sys.maxsize
+        )
 
     def _pull(self) -> None:
-        subscription = self._subscription
-        if subscription.closed:
-            return
-        # Synchronous read of what is pending (the same step receive_batch() takes before
-        # it would wait), so that the recorder can be read without await.
-        self._record(subscription._store._collect(subscription))
+        """Record what the channel logs hold past the recorder's cursors, in send order.
 
-    def _record(self, batch: list[Event]) -> None:
-        self._events += batch
-        for event in batch:
-            if event.event == GAP_EVENT and gap_reason(event) == "slow_consumer":
-                raise AssertionError(
-                    f"ChannelRecorder missed events on {event.channel!r}: more were sent than "
-                    "the channel's history retains between two looks at the recorder"
-                )
+        It reads the logs itself rather than through the subscription, which would hand
+        out only the latest value of a state channel, and nothing once it was closed.
+        """
+        if self._stopped:
+            return
+        subscription = self._subscription
+        if subscription.close_reason == "revoked" and not self._store.closed:
+            # ``revoke(channel=...)`` ends every subscription on that channel, this one too:
+            # subscribe again, carrying over how far each channel's log was read.
+            cursors = {entry[0]: entry[1] for entry in subscription._entries}
+            subscription = self._subscription = self._subscribe()
+            for entry in subscription._entries:
+                # A channel made since the revoke: all of it is new (0 notices a trimmed
+                # start).
+                entry[1] = cursors.get(entry[0], 0)
+        keyed: list[tuple[int, Event]] = []
+        missed: list[str] = []
+        for entry in subscription._entries:
+            channel: Channel = entry[0]
+            cursor: int = entry[1]
+            end = channel.end
+            if cursor >= end:
+                continue
+            first = channel.retained_start()
+            if cursor < first:
+                missed.append(channel.name)
+                cursor = first
+            entry[1] = end
+            index = cursor - channel.start
+            keyed.extend(zip(channel.seqs[index:], channel.events[index:], strict=True))
+        keyed.sort(key=lambda pair: pair[0])
+        self._events += [event for _, event in keyed]
+        self._store._counts["events_delivered"] += len(keyed)  # as a subscription counts
+        if missed:
+            raise AssertionError(
+                f"ChannelRecorder missed events on {missed[0]!r}: more were sent than "
+                "the channel's history retains between two looks at the recorder"
+            )
 
     @property
     def events(self) -> list[Event]:
@@ -270,25 +304,26 @@ class ChannelRecorder:
             CollectTimeoutError: fewer arrived within ``timeout`` seconds.
         """
         with anyio.move_on_after(timeout):
-            self._pull()
-            while len(self._events) < count:
-                batch = await self._subscription.receive_batch()
-                if not batch:  # the recorder or the store was closed
+            while True:
+                self._pull()
+                if len(self._events) >= count:
+                    return list(self._events)
+                if self.closed:
                     break
-                self._record(batch)
-            if len(self._events) >= count:
-                return list(self._events)
+                await self._subscription._park()  # until something is sent (or it closes)
         raise CollectTimeoutError(list(self._events), count, timeout)
 
     @property
     def closed(self) -> bool:
-        return self._subscription.closed
+        """It was closed, or its store was."""
+        return self._stopped or self._store.closed
 
     def close(self) -> None:
         """Stop recording (what was recorded stays readable); idempotent."""
         try:
             self._pull()
         finally:
+            self._stopped = True
             self._subscription.close()
 
     async def aclose(self) -> None:
