@@ -267,6 +267,32 @@ async def test_recorder_wait_for_events_sent_later() -> None:
             await recorder.wait_for(3, timeout=0.01)
 
 
+async def test_recorder_wait_for_on_a_closed_recorder_says_so_at_once() -> None:
+    store = ChannelStore()
+    recorder = ChannelRecorder(store)
+    await store.send("a", "1")
+    recorder.close()
+    with anyio.fail_after(1), pytest.raises(SubscriptionClosed, match="1 of 2 events") as info:
+        await recorder.wait_for(2, timeout=30)
+    assert info.value.reason == "closed"
+
+
+async def test_recorder_wait_for_ends_when_the_store_closes_meanwhile() -> None:
+    store = ChannelStore()
+    async with ChannelRecorder(store) as recorder, anyio.create_task_group() as tg:
+
+        async def close_later() -> None:
+            await store.send("a", "1")
+            await anyio.sleep(0.01)
+            await store.aclose()
+
+        tg.start_soon(close_later)
+        with anyio.fail_after(1), pytest.raises(SubscriptionClosed) as info:
+            await recorder.wait_for(2, timeout=30)
+        assert info.value.reason == "store_closed"
+        assert [e.data for e in recorder.events] == ["1"]
+
+
 async def test_recorder_on_a_closed_store_raises() -> None:
     store = ChannelStore()
     await store.aclose()

@@ -302,14 +302,22 @@ class ChannelRecorder:
 
         Raises:
             CollectTimeoutError: fewer arrived within ``timeout`` seconds.
+            SubscriptionClosed: the recorder or its store was closed with fewer recorded
+                (at once: no more can come).
         """
         with anyio.move_on_after(timeout):
             while True:
                 self._pull()
-                if len(self._events) >= count:
-                    return list(self._events)
+                events = list(self._events)
+                if len(events) >= count:
+                    return events
                 if self.closed:
-                    break
+                    reason = "store_closed" if self._store.closed else "closed"
+                    raise SubscriptionClosed(
+                        reason,
+                        f"recorder ended ({reason}) with {len(events)} of {count} events: "
+                        f"{_listing(events)}",
+                    )
                 await self._subscription._park()  # until something is sent (or it closes)
         raise CollectTimeoutError(list(self._events), count, timeout)
 
