@@ -265,8 +265,9 @@ class ChannelRecorder:
         self._store._counts["events_delivered"] += len(keyed)  # as a subscription counts
         if missed:
             raise AssertionError(
-                f"ChannelRecorder missed events on {missed[0]!r}: more were sent than "
-                "the channel's history retains between two looks at the recorder"
+                f"ChannelRecorder missed events on {missed[0]!r}: between two looks at the "
+                "recorder they left the channel's history (more were sent than it keeps, or "
+                "they outlived its history_ttl)"
             )
 
     @property
