@@ -309,15 +309,14 @@ class ChannelRecorder:
         with anyio.move_on_after(timeout):
             while True:
                 self._pull()
-                events = list(self._events)
-                if len(events) >= count:
-                    return events
+                if len(self._events) >= count:
+                    return list(self._events)
                 if self.closed:
                     reason = "store_closed" if self._store.closed else "closed"
                     raise SubscriptionClosed(
                         reason,
-                        f"recorder ended ({reason}) with {len(events)} of {count} events: "
-                        f"{_listing(events)}",
+                        f"recorder ended ({reason}) with {len(self._events)} of {count} "
+                        f"events: {_listing(self._events)}",
                     )
                 await self._subscription._park()  # until something is sent (or it closes)
         raise CollectTimeoutError(list(self._events), count, timeout)
