@@ -273,3 +273,28 @@ def test_event_of_any_valid_fields_encodes_and_pickles_consistently(
     assert restored == made
     assert hash(restored) == hash(made)
     assert restored.encoded == made.encoded
+
+
+def test_event_with_id_puts_a_checked_id_line_first_and_keeps_the_rest() -> None:
+    draft = Event({"a": 1}, event="e", retry=5, channel="news")
+    published = draft.with_id("x-7")
+    assert published.id == "x-7"
+    assert published.encoded == b"id: x-7\n" + draft.encoded
+    assert parse_sse(published.encoded)[0].id == "x-7"
+    assert (published.data, published.event, published.retry, published.channel) == (
+        draft.data,
+        draft.event,
+        draft.retry,
+        draft.channel,
+    )
+
+
+@pytest.mark.parametrize("bad", ["a\nb", " x", "x\0", "\u00e9"])
+def test_event_with_id_refuses_an_id_that_cannot_survive_the_header(bad: str) -> None:
+    with pytest.raises(ValueError):
+        Event("x").with_id(bad)
+
+
+def test_event_with_id_refuses_an_event_that_already_has_one() -> None:
+    with pytest.raises(ValueError, match="already has the id"):
+        Event("x", id="1").with_id("2")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import codecs
 from typing import final
 
-from ._event import Event
+from ._event import Event, trusted_event
 
 __all__ = ["SSEDecoder", "parse_sse"]
 
@@ -125,7 +125,7 @@ class SSEDecoder:
         if not data:
             return
         events.append(
-            Event._trusted(
+            trusted_event(
                 "\n".join(data),
                 event_type or None,
                 self.last_event_id or None,

@@ -16,7 +16,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["RESERVED_EVENT_NAMES", "format_sse", "serialize"]
+__all__ = ["RESERVED_EVENT_NAMES", "check_id", "encode_trusted", "format_sse", "serialize"]
 
 #: Event types that ``EventSource`` fires for its own connection state; a server event with
 #: one of these names would be mistaken for a connection error or a (re)open.
@@ -106,7 +106,7 @@ def format_sse(
         e = (type(event) is str and _event_lines.get(event)) or _event_line(event)
     if id is not None:
         if not (type(id) is str and id.isascii() and id.isprintable() and id.strip(" ") == id):
-            _check_id(id)
+            check_id(id)
         i = f"id: {id}\n"
     if retry is not None:
         if type(retry) is not int or retry < 0:
@@ -167,7 +167,7 @@ def _check_event(event: object) -> None:
         )
 
 
-def _check_id(id: object) -> None:
+def check_id(id: object) -> None:
     if type(id) is not str:
         raise TypeError(f"id must be str or None, not {type(id).__name__}")
     if id.isascii() and id.isprintable() and id.strip(" ") == id:
@@ -195,7 +195,7 @@ def _check_retry(retry: object) -> None:
         raise ValueError(f"retry must not be negative: {retry}")
 
 
-def _encode_trusted(data: str, event: str | None, id: str | None, retry: int | None) -> bytes:
+def encode_trusted(data: str, event: str | None, id: str | None, retry: int | None) -> bytes:
     """Encode fields that cannot break the stream (they came out of a decoder or a store)."""
     text = ""
     if event is not None:

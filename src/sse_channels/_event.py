@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any, final
 
-from ._encode import _encode_trusted, format_sse, serialize
+from ._encode import check_id, encode_trusted, format_sse, serialize
 
-__all__ = ["Event"]
+__all__ = ["Event", "trusted_event"]
 
 _set = object.__setattr__
 
@@ -62,41 +62,34 @@ class Event:
         _set(self, "retry", retry)
         _set(self, "channel", channel)
 
-    @classmethod
-    def _trusted(
-        cls,
-        data: str,
-        event: str | None,
-        id: str | None,
-        retry: int | None,
-        channel: str | None,
-        encoded: bytes | None = None,
-    ) -> Event:
-        """Build an event from fields already known to be safe (decoded, or replayed)."""
-        self = object.__new__(cls)
-        if encoded is None:
-            encoded = _encode_trusted(data, event, id, retry)
-        _set(self, "encoded", encoded)
-        _set(self, "data", data)
-        _set(self, "event", event)
-        _set(self, "id", id)
-        _set(self, "retry", retry)
-        _set(self, "channel", channel)
-        return self
+    def with_id(self, event_id: str) -> Event:
+        """This event (sent without an id) with ``event_id`` as its id, for backends.
 
-    def _with_assigned_id(self, event_id: str, channel: str) -> Event:
-        """This draft (sent without an id) as published: the backend's id line goes first.
+        A backend's ``publish`` gives a draft its id with this: the id line is checked and
+        put first, and the rest of the wire bytes are reused as they are.
 
-        ``event_id`` must already be header-safe; the rest of the bytes are reused as they are.
+        Raises:
+            ValueError, TypeError: ``event_id`` cannot be an id (see
+                [format_sse][sse_channels.format_sse]), or the event already has one.
         """
-        return Event._trusted(
+        check_id(event_id)
+        if self.id is not None:
+            raise ValueError(f"the event already has the id {self.id!r}")
+        return trusted_event(
             self.data,
             self.event,
             event_id,
             self.retry,
-            channel,
+            self.channel,
             b"id: " + event_id.encode() + b"\n" + self.encoded,
         )
+
+    @classmethod
+    def _unpickle(
+        cls, data: str, event: str | None, id: str | None, retry: int | None, *rest: Any
+    ) -> Event:
+        # A class attribute, so that pickles name ``sse_channels.Event``, not this module.
+        return trusted_event(data, event, id, retry, *rest)
 
     def replace(self, **changes: Any) -> Event:
         """Return a copy with some fields changed, validated and encoded anew."""
@@ -140,6 +133,31 @@ class Event:
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (
-            Event._trusted,
+            Event._unpickle,
             (self.data, self.event, self.id, self.retry, self.channel, self.encoded),
         )
+
+
+def trusted_event(
+    data: str,
+    event: str | None,
+    id: str | None,
+    retry: int | None,
+    channel: str | None,
+    encoded: bytes | None = None,
+) -> Event:
+    """An event from fields already known to be safe (decoded, replayed, built by the store).
+
+    Skips validation; inside the package only. Backends use the public ``Event(...)``
+    constructor and [Event.with_id][sse_channels.Event.with_id].
+    """
+    self = object.__new__(Event)
+    if encoded is None:
+        encoded = encode_trusted(data, event, id, retry)
+    _set(self, "encoded", encoded)
+    _set(self, "data", data)
+    _set(self, "event", event)
+    _set(self, "id", id)
+    _set(self, "retry", retry)
+    _set(self, "channel", channel)
+    return self

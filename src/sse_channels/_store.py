@@ -16,8 +16,8 @@ import anyio.from_thread
 import anyio.lowlevel
 
 from ._channel import Channel
-from ._encode import _check_id, format_sse, serialize
-from ._event import Event
+from ._encode import check_id, format_sse, serialize
+from ._event import Event, trusted_event
 from ._exceptions import StoreClosedError, SubscriptionClosed
 from ._pattern import compile_pattern, is_pattern
 from ._subscription import SlowConsumerPolicy, Subscription
@@ -253,9 +253,9 @@ class ChannelStore:
         if event == GAP_EVENT:
             raise ValueError(f"event type {GAP_EVENT!r} is reserved for the store's gap signal")
         if id is not None:
-            _check_id(id)
+            check_id(id)
         text = data if type(data) is str else serialize(data, self._serializer)
-        return Event._trusted(
+        return trusted_event(
             text, event, id, retry, channel, format_sse(text, event=event, id=id, retry=retry)
         )
 
@@ -660,7 +660,7 @@ class ChannelStore:
     def _gap(self, channel: Channel, reason: str, key: int) -> Event:
         self._counts["gaps"] += 1
         data = json.dumps({"reason": reason, "channel": channel.name}, separators=(",", ":"))
-        return Event._trusted(data, GAP_EVENT, self._backend.format_id(key), None, channel.name)
+        return trusted_event(data, GAP_EVENT, self._backend.format_id(key), None, channel.name)
 
     def _release(self, subscription: Subscription) -> None:
         for entry in subscription._entries:

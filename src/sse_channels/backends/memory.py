@@ -45,7 +45,7 @@ class MemoryBackend:
         assert self._deliver is not None, "attach() first"
         self._key = key = self._key + 1
         if event.id is None:
-            event = event._with_assigned_id(f"{self._prefix}{key}", channel)
+            event = event.with_id(f"{self._prefix}{key}")
         self._deliver(channel, key, event)
         return event
 

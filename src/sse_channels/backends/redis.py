@@ -55,7 +55,7 @@ from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
-from .._event import Event
+from .._event import Event, trusted_event
 from .._exceptions import BackendError
 from .._pattern import compile_pattern, is_pattern
 
@@ -1086,7 +1086,7 @@ def _label_of(epoch: bytes | str) -> str:
 
 
 def _published(channel: str, event: Event, label: str, n: int) -> Event:
-    return event if event.id is not None else event._with_assigned_id(f"{label}-{n}", channel)
+    return event if event.id is not None else event.with_id(f"{label}-{n}")
 
 
 def _n_of(entry_id: bytes) -> int:
@@ -1113,7 +1113,7 @@ def _event(channel: str, label: str | None, n: int, extra: bytes, data: bytes) -
     if event_id is None:
         event_id = f"{label}-{n}"
     # The fields were validated when the event was sent; it is encoded once, here.
-    return Event._trusted(data.decode(), event_type, event_id, retry, channel)
+    return trusted_event(data.decode(), event_type, event_id, retry, channel)
 
 
 def _backoff(attempt: int, base: float, cap: float) -> float:
