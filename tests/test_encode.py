@@ -130,6 +130,14 @@ def test_format_sse_rejects_unserialisable_data_with_type_error(data: Any) -> No
         format_sse(data)
 
 
+def test_unserialisable_data_error_names_the_serializer_option() -> None:
+    with pytest.raises(TypeError, match=r"serializer=") as info:
+        format_sse(object())
+    assert "pass a str, or a serializer=" in str(info.value)
+    with pytest.raises(TypeError, match=r"the serializer= given failed") as info:
+        format_sse(object(), serializer=lambda value: 1 / 0)
+
+
 def test_format_sse_rejects_circular_data_with_type_error() -> None:
     data: list[object] = []
     data.append(data)

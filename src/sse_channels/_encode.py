@@ -42,8 +42,13 @@ def serialize(data: Any, serializer: Serializer | None = None) -> str:
     try:
         out = (_json_dumps if serializer is None else serializer)(data)
     except Exception as exc:  # json raises TypeError/ValueError, other serialisers their own
+        how = (
+            "pass a str, or a serializer= that handles it (e.g. serializer=orjson.dumps)"
+            if serializer is None
+            else "the serializer= given failed on it"
+        )
         raise TypeError(
-            f"cannot serialise data of type {type(data).__name__} for an SSE event: {exc}"
+            f"cannot serialise data of type {type(data).__name__} for an SSE event: {exc}; {how}"
         ) from exc
     if type(out) is str:
         return out
