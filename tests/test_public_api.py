@@ -21,7 +21,18 @@ EXPECTED = {
 }
 
 # Modules users import from directly; everything else is private (underscored).
-PUBLIC_MODULES = {"asgi", "backends", "demo", "django", "litestar", "quart", "starlette", "testing"}
+PUBLIC_MODULES = {
+    "asgi",
+    "backends",
+    "browser",
+    "client",
+    "demo",
+    "django",
+    "litestar",
+    "quart",
+    "starlette",
+    "testing",
+}
 
 
 def test_public_surface_is_exactly_the_curated_names() -> None:
