@@ -61,6 +61,7 @@ TESTING_EXPECTED = {
     "SSEStream",
     "assert_events",
     "collect",
+    "collect_sse",
     "connect_sse",
     "drain",
     "gap_reason",
