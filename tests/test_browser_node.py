@@ -37,7 +37,11 @@ def test_browser_module_stores_work_with_svelte_store_get_derived_and_dollar_syn
     ensure_svelte()
     assert NODE is not None
     run = subprocess.run(
-        [NODE, "--test", "tests/js/"], cwd=ROOT, capture_output=True, text=True, timeout=120
+        [NODE, "--test", "tests/js/stores.test.mjs"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert run.returncode == 0, run.stdout + run.stderr
     assert tap_count(run.stdout, "fail") == 0

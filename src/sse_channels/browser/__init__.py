@@ -5,7 +5,7 @@ browser's own ``EventSource`` in stores with the Svelte store contract; see
 [docs/clients.md](https://github.com/sse-channels/sse-channels/blob/main/docs/clients.md).
 Serve it from your app in one line, e.g. with Starlette::
 
-    Mount("/sse-channels.js", app=sse_channels.browser.module_app())
+    Route("/sse-channels.js", sse_channels.browser.module_app())
 
 or copy [MODULE_PATH][sse_channels.browser.MODULE_PATH] into your static files.
 """
