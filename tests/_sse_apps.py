@@ -45,7 +45,11 @@ class Watched:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        headers: dict[str, str] = {}
+        for raw_name, raw_value in scope["headers"]:
+            # Repeated headers joined, so that a header sent twice shows.
+            name, value = raw_name.decode("latin-1"), raw_value.decode("latin-1")
+            headers[name] = f"{headers[name]}, {value}" if name in headers else value
         query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
         self.requests.append(Request(time.monotonic(), scope["path"], headers, query))
         self.open += 1

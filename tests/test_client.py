@@ -406,7 +406,8 @@ async def test_refresh_hook_runs_once_per_reconnect_and_its_header_reaches_the_s
     requests = dropping.app.requests
     assert len(requests) >= 4
     assert len(calls) == len(requests) - 1
-    # Each connection carried the header set by the hook just before it, and one value only.
+    # Each connection carried the header set by the hook just before it, and only that one
+    # (Watched joins a repeated header, so a duplicate would show).
     assert [r.headers["authorization"] for r in requests] == [
         f"Bearer token-{n}" for n in range(len(requests))
     ]

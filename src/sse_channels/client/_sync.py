@@ -211,6 +211,8 @@ class SyncEventSource:
             chunk = next(self._chunks)
         except StopIteration:
             self._disconnect()
+            if self._closed:
+                return  # close() shut the socket down: the end it caused is no reconnect
             self._delay = self._session.ended()
             return
         except httpx.HTTPError as error:
