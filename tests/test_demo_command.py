@@ -119,7 +119,11 @@ def test_demo_command_serves_the_page_streams_an_event_and_stops_on_ctrl_c() -> 
         assert page.status_code == 200
         assert page.headers["content-type"] == "text/html; charset=utf-8"
         assert "<title>sse-channels demo</title>" in page.text
-        assert "new EventSource(" in httpx.get(url + "/app.js", timeout=TIMEOUT).text
+        # The page's script streams through the package's browser module, served beside it.
+        assert 'from "/sse-channels.js"' in httpx.get(url + "/app.js", timeout=TIMEOUT).text
+        module = httpx.get(url + "/sse-channels.js", timeout=TIMEOUT)
+        assert module.headers["content-type"] == "text/javascript; charset=utf-8"
+        assert "new Impl(" in module.text  # the browser's own EventSource
         assert httpx.get(url + "/events", timeout=TIMEOUT).status_code == 401
 
         with (

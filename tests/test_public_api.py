@@ -21,7 +21,18 @@ EXPECTED = {
 }
 
 # Modules users import from directly; everything else is private (underscored).
-PUBLIC_MODULES = {"asgi", "backends", "demo", "django", "litestar", "quart", "starlette", "testing"}
+PUBLIC_MODULES = {
+    "asgi",
+    "backends",
+    "browser",
+    "client",
+    "demo",
+    "django",
+    "litestar",
+    "quart",
+    "starlette",
+    "testing",
+}
 
 
 def test_public_surface_is_exactly_the_curated_names() -> None:
@@ -50,6 +61,7 @@ TESTING_EXPECTED = {
     "SSEStream",
     "assert_events",
     "collect",
+    "collect_sse",
     "connect_sse",
     "drain",
     "gap_reason",

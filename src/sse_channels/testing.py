@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 from ._testing_asgi import SSEStream, connect_sse
+from ._testing_client import collect_sse
 from ._testing_store import (
     ChannelRecorder,
     CollectTimeoutError,
@@ -27,6 +28,7 @@ __all__ = [
     "SSEStream",
     "assert_events",
     "collect",
+    "collect_sse",
     "connect_sse",
     "drain",
     "gap_reason",

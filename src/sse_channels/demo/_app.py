@@ -13,6 +13,7 @@ from urllib.parse import parse_qs
 
 from .._store import ChannelStore
 from ..asgi import SSEApp, close_on_signal
+from ..browser import module_app
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -72,11 +73,13 @@ def user_channel(user: str) -> str:
 class DemoApp:
     """The demo's ASGI app (HTTP and lifespan).
 
-    Routes: ``GET /`` (the page, with ``/app.js`` and ``/style.css``), ``GET /session``,
-    ``POST /login`` (form field ``user``), ``POST /logout``, ``POST /broadcast`` (form
-    field ``text``) and ``GET /events``, the event stream of the logged-in user's own
-    channel ``user:<name>`` plus ``broadcast``. The channel list comes from the server-side
-    session only, never from the request, so nobody can read another user's channel.
+    Routes: ``GET /`` (the page, with ``/app.js``, ``/style.css`` and the browser module
+    ``/sse-channels.js``, served by [module_app][sse_channels.browser.module_app]),
+    ``GET /session``, ``POST /login`` (form field ``user``), ``POST /logout``,
+    ``POST /broadcast`` (form field ``text``) and ``GET /events``, the event stream of the
+    logged-in user's own channel ``user:<name>`` plus ``broadcast``. The channel list comes
+    from the server-side session only, never from the request, so nobody can read another
+    user's channel.
 
     Args:
         store: the store to use; default a new in-memory one. The app closes it on
@@ -104,6 +107,7 @@ class DemoApp:
             path: ((files(__package__) / "static" / name).read_bytes(), kind.encode())
             for path, (name, kind) in _STATIC.items()
         }
+        self._module = module_app()
         self._events = SSEApp(
             self.store,
             channels=self._channels,
@@ -153,6 +157,8 @@ class DemoApp:
                 if path == "/":
                     headers += _PAGE_HEADERS
                 await _respond(send, 200, b"" if method == "HEAD" else body, headers)
+            elif path == "/sse-channels.js":
+                await self._module(scope, receive, send)
             elif path == "/events":
                 _allow(method, "GET")
                 if self.user(scope) is None:

@@ -1,10 +1,15 @@
-// The demo page: plain JavaScript and the browser's own EventSource, no build step.
-"use strict";
+// The demo page: plain JavaScript, no build step. The stream is the package's browser
+// module (sse-channels.js, served at /sse-channels.js): Svelte-style stores over the
+// browser's own EventSource.
+import { get, source } from "/sse-channels.js";
 
 const EVENT_TYPES = ["message", "presence", "broadcast", "notice", "gap"];
+// The module's states, as the badge shows them.
+const LABELS = { connecting: "connecting", open: "live", reconnecting: "reconnecting", closed: "closed" };
 const $ = (id) => document.getElementById(id);
 
-let source = null;
+let feed = null;
+let stops = [];
 let opens = 0;
 
 function setState(state) {
@@ -19,74 +24,82 @@ function showError(message) {
   box.hidden = !message;
 }
 
-function describe(event) {
+function describe(type, text) {
   let data;
   try {
-    data = JSON.parse(event.data);
+    data = JSON.parse(text);
   } catch {
-    return event.data;
+    return text;
   }
-  if (event.type === "gap") {
+  if (type === "gap") {
     return `some events on ${data.channel} are gone (${data.reason})`;
   }
-  return typeof data === "object" && data !== null && "text" in data ? String(data.text) : event.data;
+  return typeof data === "object" && data !== null && "text" in data ? String(data.text) : text;
 }
 
-function show(event) {
+function show(type, data, lastEventId) {
   // Every event is shown as it arrives, without de-duplication: a resume that repeated or
   // lost an event would be visible here.
   const item = document.createElement("li");
-  item.dataset.type = event.type;
-  item.dataset.id = event.lastEventId;
+  item.dataset.type = type;
+  item.dataset.id = lastEventId;
   const time = document.createElement("time");
   time.textContent = new Date().toLocaleTimeString();
   const kind = document.createElement("span");
   kind.className = "kind";
-  kind.textContent = event.type;
+  kind.textContent = type;
   const text = document.createElement("span");
   text.className = "text";
-  text.textContent = describe(event);
+  text.textContent = describe(type, data);
   const id = document.createElement("code");
   id.className = "id";
-  id.textContent = event.lastEventId;
+  id.textContent = lastEventId;
   item.append(time, kind, text, id);
   $("feed").prepend(item);
   $("feed-empty").hidden = true;
-  $("last-id").textContent = event.lastEventId || "none";
+  $("last-id").textContent = lastEventId || "none";
 }
 
 function connect() {
   disconnect();
   opens = 0;
-  setState("connecting");
   // Same origin: the browser sends the session cookie itself, and on every reconnect the
   // Last-Event-ID header, so the server resumes where this tab left off.
-  const es = new EventSource("/events");
-  source = es;
-  es.onopen = () => {
-    opens += 1;
-    $("reconnects").textContent = String(opens - 1);
-    setState("live");
-  };
-  es.onerror = () => {
-    if (es !== source) return;
-    if (es.readyState === EventSource.CLOSED) {
-      // A non-200 answer (401: the session is gone) stops EventSource for good.
-      setState("closed");
-      source = null;
-      refresh(false).catch((error) => showError(error.message));
-    } else {
-      setState("reconnecting");
-    }
-  };
-  for (const type of EVENT_TYPES) es.addEventListener(type, show);
+  const current = source("/events");
+  feed = current;
+  // The first event store to be subscribed opens the connection; one EventSource serves all.
+  for (const type of EVENT_TYPES) {
+    let first = true;
+    const stop = current.select(type).subscribe((data) => {
+      if (first) {
+        first = false; // subscribe() hands over the current value at once: not an event
+        return;
+      }
+      show(type, data, get(current.lastEventId));
+    });
+    stops.push(stop);
+  }
+  stops.push(
+    current.state.subscribe((state) => {
+      if (feed !== current) return;
+      setState(LABELS[state]);
+      if (state === "open") {
+        opens += 1;
+        $("reconnects").textContent = String(opens - 1);
+      } else if (state === "closed") {
+        // A non-200 answer (401: the session is gone) stops EventSource for good.
+        disconnect();
+        refresh(false).catch((error) => showError(error.message));
+      }
+    }),
+  );
 }
 
 function disconnect() {
-  if (source !== null) {
-    source.close();
-    source = null;
-  }
+  feed = null;
+  // The last unsubscribe closes the EventSource.
+  for (const stop of stops.reverse()) stop();
+  stops = [];
   setState("closed");
 }
 
@@ -130,7 +143,7 @@ async function refresh(autoConnect) {
   render(session);
   if (session.user === null) {
     disconnect();
-  } else if (source === null) {
+  } else if (feed === null) {
     if (autoConnect) connect();
     else showError("The server refused the event stream; reload the page to try again.");
   }
