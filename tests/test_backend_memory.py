@@ -4,15 +4,15 @@ import re
 
 import pytest
 
-from backend_contract import BackendContract, StoreFactory
-from sse_channels import ChannelStore, Event
+from sse_channels import Event
 from sse_channels.backends import Backend, MemoryBackend
+from sse_channels.testing.backend_contract import BackendContract, BackendFactory
 
 
 class TestMemoryBackendContract(BackendContract):
     @pytest.fixture
-    def store_factory(self) -> StoreFactory:
-        return lambda **options: ChannelStore(MemoryBackend(), **options)
+    def make_backend(self) -> BackendFactory:
+        return lambda history: MemoryBackend()
 
 
 def attached() -> tuple[MemoryBackend, list[tuple[str, int, Event | None]]]:

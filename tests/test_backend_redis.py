@@ -21,12 +21,12 @@ import pytest
 import redis
 
 from _redis import RedisServer, redis_server, redis_url, restartable_redis, unique_prefix
-from backend_contract import BackendContract, StoreFactory
 from sse_channels import GAP_EVENT, BackendError, ChannelStore, Event, Subscription
 from sse_channels.asgi import SSEApp
 from sse_channels.backends import Backend
 from sse_channels.backends.redis import RedisBackend
 from sse_channels.testing import connect_sse
+from sse_channels.testing.backend_contract import BackendFactory, NetworkedBackendContract
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -97,7 +97,7 @@ def n_of(event: Event) -> int:
 # -- the backend contract, unchanged ------------------------------------------------------
 
 
-class TestRedisBackendContract(BackendContract):
+class TestRedisBackendContract(NetworkedBackendContract):
     """The contract every backend passes, on a real Redis (one key prefix per test)."""
 
     @pytest.fixture
@@ -105,14 +105,10 @@ class TestRedisBackendContract(BackendContract):
         return "asyncio"
 
     @pytest.fixture
-    def store_factory(self, redis_url: str, prefix: str) -> StoreFactory:
-        def make(**options: Any) -> ChannelStore:
-            # The contract asks that history= bound what the whole system keeps: the
-            # streams too.
-            maxlen = options.get("history", 1000)
-            return ChannelStore(RedisBackend(redis_url, prefix=prefix, maxlen=maxlen), **options)
-
-        return make
+    def make_backend(self, redis_url: str, prefix: str) -> BackendFactory:
+        # Backends made by one test share the prefix: two processes of one deployment.
+        # The streams keep what the store keeps, as a deployment would configure it.
+        return lambda history: RedisBackend(redis_url, prefix=prefix, maxlen=history)
 
 
 # -- delivery ------------------------------------------------------------------------------

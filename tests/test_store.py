@@ -1103,6 +1103,24 @@ async def test_store_async_with_closes_the_store() -> None:
     assert subscription.close_reason == "store_closed"
 
 
+async def test_store_closed_error_says_a_closed_store_cannot_be_reopened_and_what_to_do() -> None:
+    # Regression (issue 15): a module-level store entered with ``async with`` in one test
+    # failed the next test with "the store is closed" and no hint.
+    store = ChannelStore()
+    async with store:
+        pass
+    hint = r"cannot be reopened: create a new ChannelStore \(in tests, one per test"
+    with pytest.raises(StoreClosedError, match=hint):
+        async with store:
+            pass
+    with pytest.raises(StoreClosedError, match=hint):
+        await store.send("room", "x")
+    with pytest.raises(StoreClosedError, match=hint):
+        store.subscribe("room")
+    with pytest.raises(StoreClosedError, match=hint):
+        store.listen("room", print)
+
+
 # -- statistics and lazy watching ---------------------------------------------------------------
 
 

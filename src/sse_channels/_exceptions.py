@@ -26,7 +26,14 @@ class SSEChannelsError(Exception):
 
 
 class StoreClosedError(SSEChannelsError):
-    """The store was closed with ``aclose()`` and can no longer send or subscribe."""
+    """The store was closed with ``aclose()`` (or ``async with`` ended) and cannot reopen."""
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(
+            message
+            or "the store is closed, and a closed store cannot be reopened: create a new "
+            "ChannelStore (in tests, one per test, e.g. from a fixture)"
+        )
 
 
 class SubscriptionClosed(SSEChannelsError):

@@ -240,14 +240,14 @@ class ChannelStore:
         if not self._started:
             await self._start()  # raises StoreClosedError if the store was closed
         elif self._closed:
-            raise StoreClosedError("the store is closed")
+            raise StoreClosedError()
         return await self._backend.publish(channel, draft)
 
     def _draft(
         self, channel: str, data: Any, event: str | None, id: str | None, retry: int | None
     ) -> Event:
         if self._closed:
-            raise StoreClosedError("the store is closed")
+            raise StoreClosedError()
         if type(channel) is not str or not channel or "*" in channel or not channel.isprintable():
             _check_channel(channel)
         if event == GAP_EVENT:
@@ -289,8 +289,8 @@ class ChannelStore:
         published = await self._backend.publish(channel, draft)
         key = self._backend.parse_id(published.id) if published.id is not None else None
         if key is not None and not (state.seqs and key <= state.seqs[-1]):
-            # A networked backend delivers from its reader, later (and only where the channel
-            # is watched): this process keeps its own value now; the reader's copy is ignored.
+            # The backend may deliver before publish() returns or later (see the Backend
+            # rules): whichever comes first puts the value in the log, the other is ignored.
             self._deliver(channel, key, published)
         return published
 
@@ -337,7 +337,7 @@ class ChannelStore:
             StoreClosedError: the store was closed.
         """
         if self._closed:
-            raise StoreClosedError("the store is closed")
+            raise StoreClosedError()
         if not channels:
             raise ValueError("subscribe() needs at least one channel or pattern")
         for name in channels:
@@ -409,7 +409,7 @@ class ChannelStore:
         after the event is stored and the other callbacks ran.
         """
         if self._closed:
-            raise StoreClosedError("the store is closed")
+            raise StoreClosedError()
         _check_channel(channel)
         if not callable(callback):
             raise TypeError("callback must be callable")
@@ -486,7 +486,7 @@ class ChannelStore:
         """
         self._remember_loop(refresh=True)
         if self._closed:
-            raise StoreClosedError("the store is closed")
+            raise StoreClosedError()
         task_group = anyio.create_task_group()
         await task_group.__aenter__()
         try:
@@ -534,7 +534,7 @@ class ChannelStore:
         """
         while True:
             if self._closed:
-                raise StoreClosedError("the store is closed")
+                raise StoreClosedError()
             if self._started and task_group is None:
                 return
             starting = self._starting
@@ -636,7 +636,7 @@ class ChannelStore:
             latest = self._backend.latest_key()
             gaps.append((latest, self._gap(channel, "unknown_id", latest)))
         elif channel.complete_after > resume and fetches is not None:
-            # Only a networked backend watches from a later point: what this process did
+            # The backend is complete here only after a later key: what this process did
             # not receive comes from the backend's history at the first read.
             through = max(channel.complete_after, channel.lost_through())
             cursor = channel.position_after(through)
@@ -651,8 +651,8 @@ class ChannelStore:
             cursor = channel.position_after(resume)
             self._counts["replayed"] += end - cursor
             if resume > channel.seq_at(end):
-                # The id is newer than this log (a networked backend's reader can lag the
-                # server that handed it out): events up to it may still arrive; skip them.
+                # The id is newer than this log (another process handed it out, and its
+                # events have not reached this one yet): skip them as they arrive.
                 subscription._entries.append([channel, cursor, resume])
                 return
         subscription._entries.append([channel, cursor])
@@ -692,7 +692,7 @@ class ChannelStore:
             channel.wake()
             return
         if channel.seqs and key <= channel.seqs[-1]:
-            return  # already here: a state value that set() kept before the reader saw it
+            return  # already here (e.g. a state value set() kept): the Backend rules allow it
         channel.append(key, event)
         self._counts["events_sent"] += 1
         channel.wake()

@@ -11,9 +11,9 @@
 
 from __future__ import annotations
 
-from ._testing_asgi import SSEStream, connect_sse
-from ._testing_client import collect_sse
-from ._testing_store import (
+from .._testing_asgi import SSEStream, connect_sse
+from .._testing_client import collect_sse
+from .._testing_store import (
     ChannelRecorder,
     CollectTimeoutError,
     assert_events,
