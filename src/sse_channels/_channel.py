@@ -1,24 +1,69 @@
 """Channel: one channel's bounded append-only log, and who is waiting on it.
 
-A channel is a log and a subscriber is a cursor into it: history, resume and lag detection
-all come from this one structure. Positions are local to the process (0, 1, 2, ... per
-channel); ``seqs`` holds each event's store-wide ordering key, which is what ids encode.
+A channel is a log and a subscriber is a cursor into it (see ``_cursor.py``): history,
+resume and lag detection all come from this one structure. Positions are local to the
+process (0, 1, 2, ... per channel); ``seqs`` holds each event's store-wide ordering key,
+which is what ids encode. A reader that has taken everything parks its ``Waiter`` on each
+channel it reads; the next append wakes one of them, which wakes the others.
 """
 
 from __future__ import annotations
 
 import time
 from bisect import bisect_right
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, final
 from weakref import WeakSet
 
+import anyio
+
 if TYPE_CHECKING:
+    import asyncio
     from collections.abc import Callable
 
     from ._event import Event
-    from ._subscription import Subscription
 
-__all__ = ["Channel"]
+__all__ = ["Channel", "Waiter"]
+
+
+@final
+class Waiter:
+    """One reader's wake-up: what it awaits while parked, and whom it wakes after itself.
+
+    The reader sets ``pending`` (an asyncio future, or an anyio event elsewhere) before it
+    parks and clears it when it wakes; ``ring`` is all a channel calls.
+    """
+
+    __slots__ = ("pending", "relay")
+
+    def __init__(self) -> None:
+        self.pending: asyncio.Future[None] | anyio.Event | None = None
+        #: The other waiters of the channel that woke this one: this one wakes them next.
+        self.relay: dict[Waiter, None] | None = None
+
+    def ring(self, relay: dict[Waiter, None] | None) -> bool:
+        """Wake the reader if it waits (it then wakes the rest of ``relay``); whether it did."""
+        pending = self.pending
+        if pending is None:
+            return False
+        if isinstance(pending, anyio.Event):
+            if pending.is_set():
+                return False
+            pending.set()
+        else:
+            if pending.done():
+                return False
+            pending.set_result(None)
+        if relay is not None:
+            self.relay = relay
+        return True
+
+    def pass_on(self) -> None:
+        """After waking: wake the others this one was handed (one wake-up per publisher)."""
+        relay, self.relay = self.relay, None
+        if relay:
+            for other in relay:
+                if other is not self:
+                    other.ring(None)
 
 
 class Channel:
@@ -55,9 +100,10 @@ class Channel:
         self.trimmed_seq = 0
         #: Every event with an ordering key above this reached this log (resume is local).
         self.complete_after = 0
-        #: Subscriptions waiting for the next event; insertion-ordered, O(1) removal.
-        self.parked: dict[Subscription, None] = {}
-        self.subscribers: WeakSet[Subscription] = WeakSet()
+        #: Readers waiting for the next event; insertion-ordered, O(1) removal.
+        self.parked: dict[Waiter, None] = {}
+        #: The subscriptions reading this channel (weakly: an unclosed one may be collected).
+        self.subscribers: WeakSet[Any] = WeakSet()
         self.listeners: list[Callable[[Event], object]] = []
         self.is_state = False
         self.has_value = False
@@ -134,6 +180,6 @@ class Channel:
         parked = self.parked
         if parked:
             self.parked = {}
-            for subscription in parked:
-                if subscription._ring(parked):
+            for waiter in parked:
+                if waiter.ring(parked):
                     return

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import threading
 import time
@@ -16,11 +15,14 @@ import anyio.from_thread
 import anyio.lowlevel
 
 from ._channel import Channel
+from ._counters import Counters
+from ._cursor import Cursor, place
 from ._encode import check_id, format_sse, serialize
 from ._event import Event, trusted_event
 from ._exceptions import StoreClosedError, SubscriptionClosed
+from ._gaps import GAP_EVENT, gap_event
 from ._pattern import compile_pattern, is_pattern
-from ._subscription import SlowConsumerPolicy, Subscription
+from ._subscription import SlowConsumerPolicy, Subscription, follow
 from .backends.memory import MemoryBackend
 
 if sys.version_info < (3, 11):  # pragma: no cover
@@ -35,9 +37,6 @@ if TYPE_CHECKING:
     from .backends._base import Backend
 
 __all__ = ["GAP_EVENT", "ChannelStore", "StoreStatistics"]
-
-#: The event type of a gap signal: events the subscriber should have had are gone.
-GAP_EVENT = "gap"
 
 _LOOP_FINISHED = (
     "the event loop this store last ran in has finished; use the store in the running loop "
@@ -116,19 +115,8 @@ class ChannelStore:
         self._task_group: TaskGroup | None = None
         self._token: anyio.lowlevel.EventLoopToken | None = None
         self._loop_thread: int | None = None
-        self._counts = dict.fromkeys(
-            (
-                "events_sent",
-                "events_delivered",
-                "slow_consumer_disconnects",
-                "dropped",
-                "coalesced",
-                "replayed",
-                "gaps",
-                "revoked",
-            ),
-            0,
-        )
+        self._counters = Counters()
+        self._link = StoreLink(self)
         self._backend.attach(self._deliver)
 
     # -- configuration -----------------------------------------------------------------
@@ -349,35 +337,58 @@ class ChannelStore:
         _check_policy(policy, lag)
         self._remember_loop(refresh=True)
         patterns = tuple(dict.fromkeys(n for n in channels if is_pattern(n)))
-        subscription = Subscription(self, key=key, policy=policy, max_lag=lag, patterns=patterns)
-        # Until it hands out an event, resuming it again means resuming from the same id.
-        subscription._last_id = last_event_id
         names = list(dict.fromkeys(n for n in channels if not is_pattern(n)))
-        # Create named channels before registering this subscription's patterns, or a pattern
-        # would attach it to a new channel that the loop below then attaches a second time.
         for name in names:
             self._channel(name)
+        for pattern in patterns:
+            found = self._patterns.get(pattern)
+            match = found[0] if found is not None else compile_pattern(pattern)
+            names.extend(n for n in self._channels if match(n) and n not in names)
+        resume = self._resume_key(names, last_event_id)
+        latest = self._backend.latest_key() if resume == -1 else 0
+        cursors: list[Cursor] = []
+        fetches: list[tuple[Cursor, int, int]] = []
+        gaps: list[tuple[int, str, Channel]] = []
+        watched: list[str] = []
+        try:
+            for pattern in patterns:
+                if pattern not in self._patterns:  # its first subscriber
+                    self._backend.watch(pattern)
+                    watched.append(pattern)
+            for name in names:
+                channel = self._channel(name)
+                self._watch(channel)
+                cursor, gap, fetch = place(channel, resume, latest)
+                cursors.append(cursor)
+                if gap is not None:
+                    gaps.append((gap[1], gap[0], channel))
+                if fetch is not None:
+                    fetches.append((cursor, *fetch))
+        except BaseException:
+            for pattern in watched:
+                self._backend.unwatch(pattern)
+            for cursor in cursors:
+                self._maybe_unwatch(cursor.channel)
+            raise
+        subscription = Subscription(
+            self._link,
+            cursors,
+            key=key,
+            policy=policy,
+            max_lag=lag,
+            patterns=patterns,
+            # The first read replays (see Subscription._replay); a resume always has one.
+            plan=(fetches, gaps) if resume is not None else None,
+            last_event_id=last_event_id,
+        )
+        for cursor in cursors:
+            cursor.channel.subscribers.add(subscription)
         for pattern in patterns:
             entry = self._patterns.get(pattern)
             if entry is None:
                 entry = self._patterns[pattern] = (compile_pattern(pattern), WeakSet())
             entry[1].add(subscription)
-            names.extend(n for n in self._channels if entry[0](n) and n not in names)
         self._subscriptions.add(subscription)
-        resume = self._resume_key(names, last_event_id)
-        gaps: list[tuple[int, Event]] = []
-        fetches: list[tuple[Channel, int, int]] = []
-        try:
-            for pattern in patterns:
-                if len(self._patterns[pattern][1]) == 1:  # its first subscriber
-                    self._backend.watch(pattern)
-            for name in names:
-                self._attach(subscription, self._channel(name), resume, gaps, fetches)
-        except BaseException:
-            subscription.close()
-            raise
-        if resume is not None:  # the first read replays (see _replay)
-            subscription._fetches = (fetches, gaps)
         return subscription
 
     async def receive(self, channel: str, *, timeout: float | None = None) -> Event:
@@ -454,7 +465,7 @@ class ChannelStore:
                 continue
             subscription.close("revoked")
             ended += 1
-        self._counts["revoked"] += ended
+        self._counters.revoked += ended
         return ended
 
     async def aclose(self) -> None:
@@ -521,7 +532,7 @@ class ChannelStore:
             subscribers=live,
             watched_channels=watched,
             backend=self._backend.statistics(),
-            **self._counts,
+            **self._counters.snapshot(),
         )
 
     # -- internals ---------------------------------------------------------------------
@@ -572,7 +583,10 @@ class ChannelStore:
                 if match(name):
                     for subscription in subscriptions:
                         if not subscription.closed and name not in subscription.channels:
-                            self._attach(subscription, channel, None, [], at_start=True)
+                            # Its first event is being sent now: read from there.
+                            self._watch(channel)
+                            channel.subscribers.add(subscription)
+                            follow(subscription, Cursor(channel, channel.end))
         return channel
 
     def _watch(self, channel: Channel) -> None:
@@ -605,74 +619,18 @@ class ChannelStore:
                     return channel.seq_at(position)
         return -1
 
-    def _attach(
-        self,
-        subscription: Subscription,
-        channel: Channel,
-        resume: int | None,
-        gaps: list[tuple[int, Event]],
-        fetches: list[tuple[Channel, int, int]] | None = None,
-        *,
-        at_start: bool = False,
-    ) -> None:
-        self._watch(channel)
-        channel.subscribers.add(subscription)
-        end = channel.end
-        if at_start:  # a new channel matched a pattern: its first event is being sent now
-            cursor = end
-            if subscription._waiter is not None:  # waiting on its other channels (or none)
-                channel.parked[subscription] = None
-        elif channel.is_state:
-            # The current value first, unless the subscriber already has the latest one.
-            cursor = end
-            if channel.events and (
-                resume is None or resume < 0 or channel.position_after(resume) < end
-            ):
-                cursor = end - 1
-        elif resume is None:
-            cursor = end
-        elif resume < 0:
-            cursor = end
-            latest = self._backend.latest_key()
-            gaps.append((latest, self._gap(channel, "unknown_id", latest)))
-        elif channel.complete_after > resume and fetches is not None:
-            # The backend is complete here only after a later key: what this process did
-            # not receive comes from the backend's history at the first read.
-            through = max(channel.complete_after, channel.lost_through())
-            cursor = channel.position_after(through)
-            fetches.append((channel, resume, through))
-            self._counts["replayed"] += end - cursor
-        elif channel.lost_through() > resume or channel.complete_after > resume:
-            cursor = channel.retained_start()
-            lost = channel.seq_at(cursor)
-            gaps.append((lost, self._gap(channel, "expired", lost)))
-            self._counts["replayed"] += end - cursor
-        else:
-            cursor = channel.position_after(resume)
-            self._counts["replayed"] += end - cursor
-            if resume > channel.seq_at(end):
-                # The id is newer than this log (another process handed it out, and its
-                # events have not reached this one yet): skip them as they arrive.
-                subscription._entries.append([channel, cursor, resume])
-                return
-        subscription._entries.append([channel, cursor])
+    def _gap_event(self, channel: Channel, reason: str, key: int) -> Event:
+        return gap_event(channel.name, reason, self._backend.format_id(key))
 
-    def _gap(self, channel: Channel, reason: str, key: int) -> Event:
-        self._counts["gaps"] += 1
-        data = json.dumps({"reason": reason, "channel": channel.name}, separators=(",", ":"))
-        return trusted_event(data, GAP_EVENT, self._backend.format_id(key), None, channel.name)
-
-    def _release(self, subscription: Subscription) -> None:
-        for entry in subscription._entries:
-            channel: Channel = entry[0]
-            channel.parked.pop(subscription, None)
+    def _release(self, subscription: Subscription, channels: list[Channel]) -> None:
+        for channel in channels:
             channel.subscribers.discard(subscription)
             self._maybe_unwatch(channel)
         for pattern in subscription.patterns:
-            entry_ = self._patterns.get(pattern)
-            if entry_ is not None:
-                entry_[1].discard(subscription)
-                if not entry_[1]:
+            entry = self._patterns.get(pattern)
+            if entry is not None:
+                entry[1].discard(subscription)
+                if not entry[1]:
                     del self._patterns[pattern]
                     self._backend.unwatch(pattern)
         self._subscriptions.discard(subscription)
@@ -687,166 +645,39 @@ class ChannelStore:
         if event is None:
             if channel.is_state:
                 return  # the next value replaces whatever was lost
-            channel.append(key, self._gap(channel, "lost", key))
+            channel.append(key, self._gap_event(channel, "lost", key))
             channel.has_gap_events = True
             channel.wake()
             return
         if channel.seqs and key <= channel.seqs[-1]:
             return  # already here (e.g. a state value set() kept): the Backend rules allow it
         channel.append(key, event)
-        self._counts["events_sent"] += 1
+        self._counters.events_sent += 1
         channel.wake()
         if channel.listeners:
             _call_listeners(channel.listeners, event)
 
-    def _collect(self, subscription: Subscription) -> list[Event]:
-        """Everything pending for a subscription, in send order; applies lag policies."""
-        entries = subscription._entries
-        if len(entries) == 1:
-            entry = entries[0]
-            batch = self._take(subscription, entry, None)
-        else:
-            keyed: list[tuple[int, Event]] = []
-            for entry in entries:
-                self._take(subscription, entry, keyed)
-            if subscription.close_reason is not None:
-                # Disconnected for lag on one channel: handing out later events of the others
-                # would move its last id past events it never got, and resume would skip them.
-                return []
-            keyed.sort(key=_first)
-            batch = [event for _, event in keyed]
-        if batch:
-            self._counts["events_delivered"] += len(batch)
-        return batch
 
-    def _take(
-        self,
-        subscription: Subscription,
-        entry: list[Any],
-        keyed: list[tuple[int, Event]] | None,
-        *,
-        lag: bool = True,
-    ) -> list[Event]:
-        channel: Channel = entry[0]
-        cursor: int = entry[1]
-        start = channel.start
-        end = start + len(channel.events)
-        if cursor >= end:
-            return []
-        if len(entry) > 2:  # resumed from an id this log had not reached: skip up to it
-            skip = entry[2]
-            cursor = max(cursor, channel.position_after(skip))
-            if channel.seqs[-1] > skip:
-                del entry[2]
-            if cursor >= end:
-                entry[1] = end
-                return []
-        gap: Event | None = None
-        if cursor < start or end - cursor > channel.capacity or channel.times is not None:
-            first = channel.retained_start()
-            if channel.is_state:
-                first = end - 1
-            elif cursor < first:
-                if subscription._policy == "disconnect":
-                    return self._disconnect(subscription)
-                self._counts["dropped"] += first - cursor
-                gap = self._gap(channel, "slow_consumer", channel.seq_at(first))
-                cursor = first
-            if cursor >= end:
-                entry[1] = end
-                if gap is None:
-                    return []
-                self._counts["events_delivered"] -= 1  # the caller counts the gap: undo
-                if keyed is not None:
-                    keyed.append((channel.seq_at(cursor), gap))
-                return [gap]
-        max_lag = subscription._max_lag if lag else None
-        if max_lag is not None and end - cursor > max_lag and not channel.is_state:
-            if subscription._policy == "disconnect":
-                return self._disconnect(subscription)
-            self._counts["dropped"] += end - cursor - max_lag
-            cursor = end - max_lag
-            if gap is not None:
-                self._counts["gaps"] -= 1  # this one replaces it
-            gap = self._gap(channel, "slow_consumer", channel.seq_at(cursor))
-        if channel.is_state and end - cursor > 1:
-            self._counts["coalesced"] += end - cursor - 1
-            cursor = end - 1
-        entry[1] = end
-        events = channel.events[cursor - start :]
-        if gap is not None:
-            self._counts["events_delivered"] -= 1  # gap signals are not counted as events
-        if channel.has_gap_events:
-            self._counts["events_delivered"] -= sum(1 for e in events if e.event == GAP_EVENT)
-        if keyed is None:
-            if gap is not None:
-                events.insert(0, gap)
-            return events
-        seqs = channel.seqs[cursor - start :]
-        if gap is not None:
-            keyed.append((channel.seq_at(cursor), gap))
-        keyed.extend(zip(seqs, events, strict=True))
-        return events
+@final
+class StoreLink:
+    """What a store offers its subscriptions (``_subscription.StoreLink``, by public names)."""
 
-    async def _replay(self, subscription: Subscription) -> list[Event]:
-        """The first batch of a resumed subscription: what it missed, then the rest.
+    __slots__ = ("_store", "counters")
 
-        Everything, gap signals included, comes in send order (by ordering key): a gap's id
-        is where its channel's retained history starts, so a client that reconnects with
-        the id of any event of this batch, a gap's too, skips nothing of the other channels.
-        The replay does not count as lag (``max_lag``): with the ``"disconnect"`` policy a
-        resume from further back would otherwise end at once, every time it was tried.
-        """
-        assert subscription._fetches is not None
-        fetches, gaps = subscription._fetches
-        keyed: list[tuple[int, Event]] = list(gaps)
-        for channel, after, through in fetches:
-            found = await self._backend.history(channel.name, after, through)
-            if found is None:
-                keyed.append((through, self._gap(channel, "expired", through)))
-                continue
-            gone, events = found
-            if gone > after:  # the oldest of them are no longer retained
-                keyed.append((gone, self._gap(channel, "expired", gone)))
-            keyed.extend(events)
-            self._counts["replayed"] += len(events)
-        subscription._fetches = None  # done only now: a failed fetch is tried again next read
-        entries = subscription._entries
-        for entry in entries:
-            channel = entry[0]
-            first = channel.retained_start()
-            if entry[1] < first and not channel.is_state:
-                # Trimmed since subscribe() placed it: gone before it could read, which is
-                # no slowness of its own. One gap for the channel, at where it now starts.
-                name = channel.name
-                before = len(keyed)
-                keyed = [p for p in keyed if p[1].event != GAP_EVENT or p[1].channel != name]
-                self._counts["gaps"] -= before - len(keyed)
-                lost = channel.seq_at(first)
-                keyed.append((lost, self._gap(channel, "expired", lost)))
-                entry[1] = first
-        own_gaps = sum(1 for _, event in keyed if event.event == GAP_EVENT)
-        for entry in entries:
-            if subscription.close_reason is not None:
-                # Closed (or disconnected by _take): handing out part of the merge could move
-                # its last id past events it never got. A resume from the same id starts over.
-                return []
-            self._take(subscription, entry, keyed, lag=False)  # counts its own gaps out
-        if subscription.close_reason is not None:
-            return []
-        keyed.sort(key=_first)
-        batch = [event for _, event in keyed]
-        self._counts["events_delivered"] += len(batch) - own_gaps
-        return batch
+    def __init__(self, store: ChannelStore) -> None:
+        self._store = store
+        self.counters = store._counters
 
-    def _disconnect(self, subscription: Subscription) -> list[Event]:
-        self._counts["slow_consumer_disconnects"] += 1
-        subscription.close("slow_consumer")
-        return []
+    def gap_event(self, channel: Channel, reason: str, key: int) -> Event:
+        return self._store._gap_event(channel, reason, key)
 
+    async def history(
+        self, channel: Channel, after: int, through: int
+    ) -> tuple[int, list[tuple[int, Event]]] | None:
+        return await self._store._backend.history(channel.name, after, through)
 
-def _first(pair: tuple[int, Event]) -> int:
-    return pair[0]
+    def release(self, subscription: Subscription, channels: list[Channel]) -> None:
+        self._store._release(subscription, channels)
 
 
 def _call_listeners(listeners: list[_Listener], event: Event) -> None:

@@ -1,15 +1,25 @@
-"""Subscription: a cursor per channel, read as an async iterator of events."""
+"""Subscription: a cursor per channel, read as an async iterator of events.
+
+A subscription owns its cursors (``_cursor.py``), merges its channels in send order, runs
+its first-read replay after a resume, and counts what it hands out. From its store it
+needs only what ``StoreLink`` names. Below the class, ``follow``, ``cursors``, ``wait``
+and ``record`` are the package's own way in (the store adds the channels a pattern
+matches later; ChannelRecorder reads through the same cursors); they are not exported.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import warnings
 from operator import length_hint
-from typing import TYPE_CHECKING, Any, Literal, final
+from typing import TYPE_CHECKING, Literal, Protocol, final
 
 import anyio
 
+from ._channel import Waiter
+from ._cursor import take
 from ._exceptions import SlowConsumerError
+from ._gaps import GAP_EVENT
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterator
@@ -17,15 +27,49 @@ if TYPE_CHECKING:
 
     from typing_extensions import Self
 
+    from ._channel import Channel
+    from ._counters import Counters
+    from ._cursor import Cursor
     from ._event import Event
-    from ._store import ChannelStore
 
-__all__ = ["SlowConsumerPolicy", "Subscription"]
+__all__ = [
+    "ReplayPlan",
+    "SlowConsumerPolicy",
+    "StoreLink",
+    "Subscription",
+    "cursors",
+    "follow",
+    "record",
+    "wait",
+]
 
 SlowConsumerPolicy = Literal["disconnect", "drop_oldest"]
 
 # Why a subscription ended; ``None`` while it is open.
 CloseReason = Literal["closed", "store_closed", "revoked", "slow_consumer"]
+
+#: What a resumed subscription does at its first read: ``(fetches, gaps)``, the
+#: ``(cursor, after, through)`` ranges to read from the backend's history, and the
+#: ``(key, reason, channel)`` of the gap signals that ``place`` decided on.
+ReplayPlan = tuple["list[tuple[Cursor, int, int]]", "list[tuple[int, str, Channel]]"]
+
+
+class StoreLink(Protocol):
+    """What a subscription needs from its store: the whole interface, by public names."""
+
+    #: The store's counters; a subscription adds to them where it hands a batch out.
+    counters: Counters
+
+    def gap_event(self, channel: Channel, reason: str, key: int) -> Event:
+        """A gap signal on ``channel`` standing at ordering key ``key``."""
+
+    async def history(
+        self, channel: Channel, after: int, through: int
+    ) -> tuple[int, list[tuple[int, Event]]] | None:
+        """The backend's answer to ``history`` (see the Backend Protocol)."""
+
+    def release(self, subscription: Subscription, channels: list[Channel]) -> None:
+        """Unregister a closed subscription from its channels and patterns."""
 
 
 @final
@@ -46,15 +90,16 @@ class Subscription:
     __slots__ = (
         "__weakref__",
         "_buffer",
-        "_entries",
-        "_fetches",
+        "_counters",
+        "_cursors",
         "_iter",
         "_last_id",
+        "_link",
+        "_marks",
         "_max_lag",
         "_next",
+        "_plan",
         "_policy",
-        "_relay",
-        "_store",
         "_waiter",
         "close_reason",
         "key",
@@ -63,28 +108,37 @@ class Subscription:
 
     def __init__(
         self,
-        store: ChannelStore,
+        link: StoreLink,
+        cursors: list[Cursor],
         *,
         key: str | None,
         policy: SlowConsumerPolicy,
         max_lag: int | None,
         patterns: tuple[str, ...],
+        plan: ReplayPlan | None = None,
+        last_event_id: str | None = None,
     ) -> None:
-        self._store = store
-        #: One ``[channel, cursor]`` pair per channel read (patterns add pairs as channels appear).
-        self._entries: list[list[Any]] = []
+        self._link = link
+        self._counters = link.counters
+        #: One cursor per channel read (a pattern adds one as each matching channel appears).
+        self._cursors = cursors
+        #: The replay to run at the first read after a resume, then ``None``.
+        self._plan = plan
+        #: Where each channel's log ended when it was placed: events before that, handed
+        #: out at the first read, count as replayed.
+        self._marks: list[int] | None = (
+            [cursor.channel.end for cursor in cursors] if plan is not None else None
+        )
         #: Events read but not handed out yet, then ``None`` (see ``_set_buffer``).
         self._buffer: list[Event | None] = [None]
-        #: Resume reads to make from the backend's history before the first batch.
-        self._fetches: tuple[list[Any], list[tuple[int, Event]]] | None = None
         #: ``__next__`` of an iterator over ``_buffer``: the cheapest way to hand out events.
         self._iter: Iterator[Event | None] = iter([None])
         self._next: Callable[[], Event | None] = self._iter.__next__
-        self._last_id: str | None = None
-        self._policy = policy
+        # Until it hands out an event, resuming it again means resuming from the same id.
+        self._last_id = last_event_id
+        self._policy: SlowConsumerPolicy = policy
         self._max_lag = max_lag
-        self._waiter: asyncio.Future[None] | anyio.Event | None = None
-        self._relay: dict[Subscription, None] | None = None
+        self._waiter = Waiter()
         #: Why the subscription ended (``"closed"``, ``"store_closed"``, ``"revoked"``,
         #: ``"slow_consumer"``), or ``None`` while it is open.
         self.close_reason: CloseReason | None = None
@@ -97,7 +151,7 @@ class Subscription:
     @property
     def channels(self) -> list[str]:
         """The names of the channels this subscription reads now."""
-        return [entry[0].name for entry in self._entries]
+        return [cursor.channel.name for cursor in self._cursors]
 
     @property
     def last_event_id(self) -> str | None:
@@ -178,7 +232,7 @@ class Subscription:
         self._set_buffer([])
         if batch:
             if self.close_reason is None:
-                batch += self._store._collect(self)
+                batch += self._collect()
         else:
             batch = await self._next_batch()
         for event in reversed(batch):
@@ -196,8 +250,8 @@ class Subscription:
         return _Batches(self)
 
     async def _next_batch(self) -> list[Event]:
-        if self._fetches is not None and self.close_reason is None:
-            batch = await self._store._replay(self)
+        if self._plan is not None and self.close_reason is None:
+            batch = await self._replay()
             if batch:
                 return batch
         while True:
@@ -208,54 +262,158 @@ class Subscription:
                         f"resume from last_event_id={self._last_id!r}"
                     )
                 return []
-            batch = self._store._collect(self)
+            batch = self._collect()
             if batch:
                 return batch
             if self.close_reason is None:  # _collect may have disconnected it: don't park
                 await self._park()
 
+    def _collect(self) -> list[Event]:
+        """Everything pending, in send order, with the lag policy applied; counted here."""
+        cursors = self._cursors
+        if len(cursors) == 1:  # the common case, kept short
+            cursor = cursors[0]
+            events, gap, dropped, coalesced = take(cursor, self._policy, self._max_lag)
+            if events is None:
+                return self._disconnect()
+            if gap is None and not dropped and not coalesced and not cursor.channel.has_gap_events:
+                if events:
+                    self._counters.events_delivered += len(events)
+                return events
+            keyed: list[tuple[int, Event]] = []
+            signals = self._add(keyed, cursor, events, gap)
+            return self._count(keyed, signals, dropped, coalesced, 0)
+        keyed = []
+        signals = dropped = coalesced = 0
+        for cursor in cursors:
+            events, gap, lost, skipped = take(cursor, self._policy, self._max_lag)
+            if events is None:
+                # Disconnected for lag on one channel: handing out later events of the
+                # others would move its last id past events it never got.
+                return self._disconnect()
+            if events or gap is not None:
+                signals += self._add(keyed, cursor, events, gap)
+            dropped += lost
+            coalesced += skipped
+        return self._count(keyed, signals, dropped, coalesced, 0)
+
+    def _add(
+        self, keyed: list[tuple[int, Event]], cursor: Cursor, events: list[Event], gap: int | None
+    ) -> int:
+        """Add what ``take`` returned to ``keyed``; how many gap signals that was."""
+        signals = 0
+        if gap is not None:
+            keyed.append((gap, self._link.gap_event(cursor.channel, "slow_consumer", gap)))
+            signals = 1
+        if events:
+            keyed += _keyed(cursor, events)
+            if cursor.channel.has_gap_events:  # a backend reported a loss (rare)
+                signals += sum(1 for event in events if event.event == GAP_EVENT)
+        return signals
+
+    def _count(
+        self,
+        keyed: list[tuple[int, Event]],
+        signals: int,
+        dropped: int,
+        coalesced: int,
+        replayed: int,
+    ) -> list[Event]:
+        """The batch in send order, counted: the one place a handed-out batch is counted."""
+        keyed.sort(key=_first)
+        batch = [event for _, event in keyed]
+        counters = self._counters
+        counters.events_delivered += len(batch) - signals
+        counters.gaps += signals
+        counters.dropped += dropped
+        counters.coalesced += coalesced
+        counters.replayed += replayed
+        return batch
+
+    async def _replay(self) -> list[Event]:
+        """The first batch of a resumed subscription: what it missed, then the rest.
+
+        Everything, gap signals included, comes in send order (by ordering key): a gap's id
+        is where its channel's retained history starts, so a client that reconnects with
+        the id of any event of this batch, a gap's too, skips nothing of the other channels.
+        The replay does not count as lag (``max_lag``): with the ``"disconnect"`` policy a
+        resume from further back would otherwise end at once, every time it was tried.
+        """
+        assert self._plan is not None
+        assert self._marks is not None
+        fetches, planned = self._plan
+        gaps = list(planned)
+        keyed: list[tuple[int, Event]] = []
+        replayed = 0
+        for cursor, after, through in fetches:
+            found = await self._link.history(cursor.channel, after, through)
+            if found is None:
+                gaps.append((through, "expired", cursor.channel))
+                continue
+            gone, fetched = found
+            if gone > after:  # the oldest of them are no longer retained
+                gaps.append((gone, "expired", cursor.channel))
+            keyed += fetched
+            replayed += len(fetched)
+        self._plan = None  # done only now: a failed fetch is tried again next read
+        marks, self._marks = self._marks, None
+        for cursor in self._cursors:
+            channel = cursor.channel
+            first = channel.retained_start()
+            if cursor.position < first and not channel.is_state:
+                # Trimmed since subscribe() placed it: gone before it could read, which is
+                # no slowness of its own. One gap for the channel, at where it now starts.
+                gaps = [gap for gap in gaps if gap[2] is not channel]
+                gaps.append((channel.seq_at(first), "expired", channel))
+                cursor.position = first
+        signals = dropped = coalesced = 0
+        for index, cursor in enumerate(self._cursors):
+            if self.close_reason is not None:
+                # Closed: handing out part of the merge could move its last id past events
+                # it never got. A resume from the same id starts over.
+                return []
+            events, gap, lost, skipped = take(cursor, self._policy, None)
+            if events is None:
+                return self._disconnect()
+            if events and not cursor.channel.is_state and index < len(marks):
+                # What was taken runs to the log's end; those before the mark were there
+                # when it subscribed. (A channel a pattern added since has no mark.)
+                before = marks[index] - (cursor.channel.end - len(events))
+                replayed += max(0, min(len(events), before))
+            signals += self._add(keyed, cursor, events, gap)
+            dropped += lost
+            coalesced += skipped
+        for key, reason, channel in gaps:
+            keyed.append((key, self._link.gap_event(channel, reason, key)))
+        return self._count(keyed, signals + len(gaps), dropped, coalesced, replayed)
+
+    def _disconnect(self) -> list[Event]:
+        self._counters.slow_consumer_disconnects += 1
+        self.close("slow_consumer")
+        return []
+
     # -- waiting -----------------------------------------------------------------------
 
     async def _park(self) -> None:
-        entries = self._entries
-        for entry in entries:
-            entry[0].parked[self] = None
+        cursors = self._cursors
+        waiter = self._waiter
+        for cursor in cursors:
+            cursor.channel.parked[waiter] = None
         try:
             try:
                 loop = asyncio.get_running_loop()
             except RuntimeError:  # not asyncio: trio, via anyio's portable event
-                event = self._waiter = anyio.Event()
+                event = waiter.pending = anyio.Event()
                 await event.wait()
             else:
-                future = self._waiter = loop.create_future()
+                future = waiter.pending = loop.create_future()
                 await future
         finally:
-            self._waiter = None
-            relay, self._relay = self._relay, None
-            if relay:
-                for other in relay:
-                    if other is not self:
-                        other._ring(None)
-            if len(entries) > 1:
-                for entry in entries:
-                    entry[0].parked.pop(self, None)
-
-    def _ring(self, relay: dict[Subscription, None] | None) -> bool:
-        """Wake this subscription if it waits; it then wakes the rest of ``relay``."""
-        waiter = self._waiter
-        if waiter is None:
-            return False
-        if isinstance(waiter, anyio.Event):
-            if waiter.is_set():
-                return False
-            waiter.set()
-        else:
-            if waiter.done():
-                return False
-            waiter.set_result(None)
-        if relay is not None:
-            self._relay = relay
-        return True
+            waiter.pending = None
+            waiter.pass_on()
+            if len(cursors) > 1:
+                for cursor in cursors:
+                    cursor.channel.parked.pop(waiter, None)
 
     # -- closing -----------------------------------------------------------------------
 
@@ -268,8 +426,12 @@ class Subscription:
         self._remember_last_id()
         self._set_buffer([])
         self.close_reason = reason
-        self._store._release(self)
-        self._ring(None)
+        waiter = self._waiter
+        channels = [cursor.channel for cursor in self._cursors]
+        for channel in channels:
+            channel.parked.pop(waiter, None)
+        self._link.release(self, channels)
+        waiter.ring(None)
 
     async def aclose(self) -> None:
         """End the subscription and release its channels; a waiting reader stops.
@@ -318,3 +480,52 @@ class _Batches:
         if not batch:
             raise StopAsyncIteration
         return batch
+
+
+def _first(pair: tuple[int, Event]) -> int:
+    return pair[0]
+
+
+def _keyed(cursor: Cursor, events: list[Event]) -> list[tuple[int, Event]]:
+    """``events`` just taken from ``cursor`` with their ordering keys (they end the log)."""
+    seqs = cursor.channel.seqs
+    return list(zip(seqs[len(seqs) - len(events) :], events, strict=True))
+
+
+# -- the package's way in (not exported) ----------------------------------------------------
+
+
+def follow(subscription: Subscription, cursor: Cursor) -> None:
+    """Add a channel a pattern of ``subscription`` matched after it subscribed."""
+    subscription._cursors.append(cursor)
+    if subscription._waiter.pending is not None:  # waiting on its other channels (or none)
+        cursor.channel.parked[subscription._waiter] = None
+
+
+def cursors(subscription: Subscription) -> list[Cursor]:
+    """The subscription's cursors, one per channel it reads (the list itself)."""
+    return subscription._cursors
+
+
+async def wait(subscription: Subscription) -> None:
+    """Wait until one of the subscription's channels gets an event, or it closes."""
+    if subscription.close_reason is None:
+        await subscription._park()
+
+
+def record(subscription: Subscription) -> tuple[list[tuple[int, Event]], list[str]]:
+    """Every event past the cursors, state values and all, for ChannelRecorder.
+
+    Returns the ``(key, event)`` pairs (unsorted) and the names of the channels whose
+    events left the history before they were read. Counted as delivered, as a batch is.
+    """
+    keyed: list[tuple[int, Event]] = []
+    missed: list[str] = []
+    for cursor in subscription._cursors:
+        events, gap, _, _ = take(cursor, "record", None)
+        if gap is not None:
+            missed.append(cursor.channel.name)
+        if events:
+            keyed += _keyed(cursor, events)
+    subscription._counters.events_delivered += len(keyed)
+    return keyed, missed

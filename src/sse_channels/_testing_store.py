@@ -16,14 +16,14 @@ import anyio
 
 from ._event import Event
 from ._exceptions import SubscriptionClosed
-from ._store import GAP_EVENT
+from ._gaps import GAP_EVENT
+from ._subscription import cursors, record, wait
 
 if TYPE_CHECKING:
     from types import TracebackType
 
     from typing_extensions import Self
 
-    from ._channel import Channel
     from ._store import ChannelStore
     from ._subscription import Subscription
 
@@ -216,8 +216,8 @@ class ChannelRecorder:
         self._store = store
         self._patterns = patterns or ("*",)
         self._subscription = self._subscribe()
-        for entry in self._subscription._entries:
-            entry[1] = entry[0].end  # not a state channel's current value: it came before
+        for cursor in cursors(self._subscription):
+            cursor.position = cursor.channel.end  # not a state channel's value: it came before
         self._events: list[Event] = []
         self._stopped = False
 
@@ -239,30 +239,17 @@ class ChannelRecorder:
         if subscription.close_reason == "revoked" and not self._store.closed:
             # ``revoke(channel=...)`` ends every subscription on that channel, this one too:
             # subscribe again, carrying over how far each channel's log was read.
-            cursors = {entry[0]: entry[1] for entry in subscription._entries}
+            positions = {cursor.channel: cursor.position for cursor in cursors(subscription)}
             subscription = self._subscription = self._subscribe()
-            for entry in subscription._entries:
+            for cursor in cursors(subscription):
                 # A channel made since the revoke: all of it is new (0 notices a trimmed
                 # start).
-                entry[1] = cursors.get(entry[0], 0)
-        keyed: list[tuple[int, Event]] = []
-        missed: list[str] = []
-        for entry in subscription._entries:
-            channel: Channel = entry[0]
-            cursor: int = entry[1]
-            end = channel.end
-            if cursor >= end:
-                continue
-            first = channel.retained_start()
-            if cursor < first:
-                missed.append(channel.name)
-                cursor = first
-            entry[1] = end
-            index = cursor - channel.start
-            keyed.extend(zip(channel.seqs[index:], channel.events[index:], strict=True))
+                cursor.position = positions.get(cursor.channel, 0)
+        # The same cursors and take() a subscription reads with, without coalescing state
+        # values (every one was sent) and reporting what was trimmed unread.
+        keyed, missed = record(subscription)
         keyed.sort(key=lambda pair: pair[0])
         self._events += [event for _, event in keyed]
-        self._store._counts["events_delivered"] += len(keyed)  # as a subscription counts
         if missed:
             raise AssertionError(
                 f"ChannelRecorder missed events on {missed[0]!r}: between two looks at the "
@@ -318,7 +305,7 @@ class ChannelRecorder:
                         f"recorder ended ({reason}) with {len(self._events)} of {count} "
                         f"events: {_listing(self._events)}",
                     )
-                await self._subscription._park()  # until something is sent (or it closes)
+                await wait(self._subscription)  # until something is sent (or it closes)
         raise CollectTimeoutError(list(self._events), count, timeout)
 
     @property
