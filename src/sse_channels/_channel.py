@@ -57,14 +57,6 @@ class Waiter:
             self.relay = relay
         return True
 
-    def pass_on(self) -> None:
-        """After waking: wake the others this one was handed (one wake-up per publisher)."""
-        relay, self.relay = self.relay, None
-        if relay:
-            for other in relay:
-                if other is not self:
-                    other.ring(None)
-
 
 class Channel:
     __slots__ = (

@@ -410,7 +410,12 @@ class Subscription:
                 await future
         finally:
             waiter.pending = None
-            waiter.pass_on()
+            relay = waiter.relay
+            if relay is not None:  # woken by a channel: wake the others it had parked
+                waiter.relay = None
+                for other in relay:
+                    if other is not waiter:
+                        other.ring(None)
             if len(cursors) > 1:
                 for cursor in cursors:
                     cursor.channel.parked.pop(waiter, None)
