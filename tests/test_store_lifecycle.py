@@ -153,6 +153,38 @@ async def test_store_statistics_count_what_happened() -> None:
     assert stats.backend == {"backend": "memory", "connected": True}
 
 
+async def test_store_counts_a_resume_when_its_first_batch_is_handed_out_not_before() -> None:
+    store = ChannelStore()
+    sent = [await store.send("room", str(i)) for i in range(4)]
+    unread = store.subscribe("room", last_event_id="not-ours")
+    unread.close()  # closed before its first read: nothing was handed out
+    stats = store.statistics()
+    assert (stats.gaps, stats.replayed, stats.events_delivered) == (0, 0, 0)
+    async with store.subscribe("room", last_event_id=sent[0].id) as resumed:
+        live = await store.send("room", "live")  # after subscribe(): live, not replayed
+        assert await drain(resumed) == [*sent[1:], live]
+    stats = store.statistics()
+    assert (stats.gaps, stats.replayed, stats.events_delivered) == (0, 3, 4)
+
+
+async def test_store_counts_a_lost_gap_once_per_reader_that_receives_it() -> None:
+    backend = SpyBackend()
+    store = ChannelStore(backend)
+    async with store.subscribe("a") as one, store.subscribe("a", "b") as two:
+        before = await store.send("a", "before")
+        gone = await store.send("elsewhere", "takes a key")
+        key = backend.parse_id(gone.id or "")
+        assert key is not None
+        backend.lose("a", key)  # say "a" lost an event with that key
+        after = await store.send("a", "after")
+        assert [gap_reason(e) for e in await drain(one)] == [None, "lost", None]
+        events = await drain(two)
+        assert [gap_reason(e) for e in events] == [None, "lost", None]
+        assert (events[0], events[2]) == (before, after)
+    stats = store.statistics()
+    assert (stats.gaps, stats.events_delivered, stats.events_sent) == (2, 4, 3)
+
+
 class SpyBackend:
     """A MemoryBackend that records watch and unwatch calls."""
 
@@ -161,7 +193,12 @@ class SpyBackend:
         self.calls: list[tuple[str, str]] = []
 
     def attach(self, deliver: Deliver) -> None:
+        self.deliver = deliver
         self.inner.attach(deliver)
+
+    def lose(self, channel: str, key: int) -> None:
+        """Report, as a networked backend would, that ``channel`` lost events up to ``key``."""
+        self.deliver(channel, key, None)
 
     async def start(self, task_group: Any = None) -> None:
         await self.inner.start()
