@@ -132,10 +132,9 @@ def http_scope() -> dict[str, Any]:
 
 @pytest.mark.anyio
 @BOTH_LOOPS
-async def test_litestar_stream_is_released_when_send_raises_oserror() -> None:
-    """ASGI 2.4 lets a server raise OSError from send() once the client is gone. Litestar
-    then skips its background tasks, and the exception's traceback keeps the body alive:
-    the response itself must close it."""
+async def test_litestar_stream_ends_quietly_and_is_released_when_send_raises_oserror() -> None:
+    """ASGI 2.4 lets a server raise OSError from send() once the client is gone: the
+    engine ends the stream quietly, as under every other front, and releases it."""
     async with ChannelStore() as store:
         app = make_app(store)
         started = False
@@ -152,9 +151,9 @@ async def test_litestar_stream_is_released_when_send_raises_oserror() -> None:
             if message["type"] == "http.response.body":
                 raise ConnectionResetError("the client is gone")
 
-        with pytest.raises(Exception) as raised:  # Litestar wraps the OSError its own way
+        with anyio.fail_after(5):
             await app(http_scope(), receive, send)  # type: ignore[arg-type]
-        assert raised.value is not None  # held, as a server logging it would
+        assert started
         assert store.statistics().subscribers == 0
 
 
