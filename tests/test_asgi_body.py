@@ -7,7 +7,7 @@ import time
 import anyio
 import pytest
 
-from _asgi_helpers import OPENING
+from _asgi_helpers import OPENING, until
 from sse_channels import ChannelStore, parse_sse
 from sse_channels.asgi import HEARTBEAT, event_stream
 
@@ -95,3 +95,44 @@ async def test_event_stream_closed_before_its_first_chunk_releases_the_subscript
         assert subscription.closed
         assert store.statistics().subscribers == 0
         assert [chunk async for chunk in body] == []
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_event_stream_gives_up_on_a_framework_write_that_takes_too_long(
+    anyio_backend: str,
+) -> None:
+    """Django and Quart own send(): the engine's timer cancels their stuck writing task."""
+    import asyncio
+
+    async with ChannelStore() as store:
+        subscription = store.subscribe("news")
+        body = event_stream(subscription, heartbeat=None, send_timeout=0.2)
+        written: list[bytes] = []
+
+        async def framework() -> None:  # writes each chunk; the second write never returns
+            async for chunk in body:
+                written.append(chunk)
+                if len(written) == 2:
+                    await asyncio.sleep(60)  # a send() to a client that stopped reading
+
+        task = asyncio.ensure_future(framework())
+        await until(lambda: written == [OPENING])
+        await store.send("news", "stuck")
+        began = time.monotonic()
+        await asyncio.wait([task], timeout=3)
+        assert task.cancelled()
+        assert 0.15 <= time.monotonic() - began < 1.5
+        assert subscription.close_reason == "closed"
+        assert store.statistics().subscribers == 0
+
+
+async def test_event_stream_write_deadline_is_not_armed_while_the_framework_keeps_up() -> None:
+    async with ChannelStore() as store:
+        subscription = store.subscribe("news")
+        body = event_stream(subscription, heartbeat=0.05, send_timeout=0.1)
+        try:
+            chunks = [await body.__anext__() for _ in range(6)]  # 0.25 s: past the deadline
+            assert chunks == [OPENING, *[HEARTBEAT] * 5]
+            assert not subscription.closed
+        finally:
+            await body.aclose()

@@ -39,7 +39,8 @@ def make_app(store: ChannelStore) -> Litestar:
         if channel.startswith("private:") and user != "admin":
             raise PermissionDeniedException("forbidden")
         subscription = store.subscribe(channel, last_event_id=last_event_id(request), key=user)
-        return sse_response(subscription)
+        options = scenarios.OPTIONS.get(request.query_params.get("options", ""))
+        return sse_response(subscription, options)
 
     return Litestar([events])
 
@@ -104,6 +105,26 @@ async def test_litestar_revoked_stream_ends_within_a_second(serve: Callable[...,
 async def test_litestar_client_leaving_mid_write_is_released(serve: Callable[..., Any]) -> None:
     with serve(sndbuf=4096) as (running, store):
         assert await scenarios.client_leaving_mid_write_is_released(running, store) < 1.0
+
+
+@pytest.mark.anyio
+async def test_litestar_half_open_client_is_released_by_the_write_deadline(
+    serve: Callable[..., Any],
+) -> None:
+    with serve(sndbuf=4096) as (running, store):
+        await scenarios.half_open_client_is_released_by_the_write_deadline(running, store)
+
+
+@pytest.mark.anyio
+async def test_litestar_quiet_stream_gets_heartbeats(serve: Callable[..., Any]) -> None:
+    with serve() as (running, store):
+        await scenarios.heartbeats_keep_a_quiet_stream_open(running, store)
+
+
+@pytest.mark.anyio
+async def test_litestar_stream_ends_cleanly_after_max_lifetime(serve: Callable[..., Any]) -> None:
+    with serve() as (running, store):
+        await scenarios.stream_ends_after_max_lifetime(running, store)
 
 
 # -- in process, with the testing driver --------------------------------------------------
