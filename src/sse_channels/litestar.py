@@ -86,7 +86,8 @@ class _ServedEventStream(ASGIStreamingResponse):
 
     async def send_body(self, send: Send, receive: Receive) -> None:
         # Litestar has sent the status and headers; the engine writes the body.
-        await self.stream.serve_body(receive, send)  # type: ignore[arg-type]
+        scope = {"type": "http"}
+        await self.stream.serve(scope, receive, send, headers_sent=True)  # type: ignore[arg-type]
 
 
 sse_response: StreamResponder[Stream] = StreamResponder(

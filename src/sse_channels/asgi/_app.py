@@ -125,17 +125,10 @@ class SSEApp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
-        if kind == "http":
-            await self._http(scope, receive, send)
-        elif kind == "lifespan":
-            await self._lifespan(receive, send)
-        elif kind == "websocket":
-            await receive()  # websocket.connect; closing before accepting answers 403
-            await send({"type": "websocket.close", "code": 1008})
-        else:
-            raise ValueError(f"SSEApp cannot serve ASGI scope type {kind!r}")
-
-    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if kind != "http":
+            await self._not_http(kind, receive, send)
+            return
+        # The request, inline: a parked stream's memory is mostly its coroutine frames.
         method = scope.get("method", "GET")
         if method != "GET" and method != "HEAD":
             await plain_response(send, 405, headers=[(b"allow", b"GET, HEAD")])
@@ -177,6 +170,15 @@ class SSEApp:
         # shortens this stream's lifetime; the writer loop needs nothing more.
         stream = EventStream(subscription, self._options, headers=self._raw_headers)
         await stream.serve(scope, receive, send)
+
+    async def _not_http(self, kind: str, receive: Receive, send: Send) -> None:
+        if kind == "lifespan":
+            await self._lifespan(receive, send)
+        elif kind == "websocket":
+            await receive()  # websocket.connect; closing before accepting answers 403
+            await send({"type": "websocket.close", "code": 1008})
+        else:
+            raise ValueError(f"SSEApp cannot serve ASGI scope type {kind!r}")
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         # The store runs for the app's lifetime: a backend with background work (the Redis

@@ -119,11 +119,20 @@ class EventStream:
 
     # -- served: the writer loop and its watchdog ----------------------------------------------
 
-    async def serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def serve(
+        self, scope: Scope, receive: Receive, send: Send, *, headers_sent: bool = False
+    ) -> None:
         """Stream as the ASGI response to ``scope``, until it ends or the client goes.
 
         A ``HEAD`` request gets the status and headers alone, and the subscription is
         released at once (a HEAD response has no body to stream).
+
+        Args:
+            scope: the request's ASGI scope.
+            receive: the ASGI ``receive``; it is listened to for ``http.disconnect``.
+            send: the ASGI ``send``.
+            headers_sent: the framework has sent the status and headers itself (Litestar
+                does, with its cookies); write the body only.
 
         Raises:
             Exception: whatever ``send``/``receive`` raise, except ``OSError`` from
@@ -133,29 +142,32 @@ class EventStream:
         """
         if scope.get("method") == "HEAD":
             self.close()
-            await send(
-                {"type": "http.response.start", "status": self.status, "headers": self.headers}
-            )
+            if not headers_sent:
+                await send(
+                    {"type": "http.response.start", "status": self.status, "headers": self.headers}
+                )
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             return
-        await self._run(receive, send, started=False)
-
-    async def serve_body(self, receive: Receive, send: Send) -> None:
-        """Stream the body of a response whose status and headers were sent already.
-
-        For a framework that sends the start of the response itself (Litestar) but lets
-        the stream write the body; otherwise as ``serve()``.
-        """
-        await self._run(receive, send, started=True)
-
-    async def _run(self, receive: Receive, send: Send, *, started: bool) -> None:
         self._open()
         try:
             async with anyio.create_task_group() as group:
                 self._cancel = group.cancel_scope
                 group.start_soon(self._watch, receive, send)
+                # The writer loop, inline (a parked stream's memory is mostly its frames):
+                # the start, the opening comment, each batch in one write, the end.
                 try:
-                    await self._write(send, started=started)
+                    if not headers_sent:
+                        start = {
+                            "type": "http.response.start",
+                            "status": self.status,
+                            "headers": self.headers,
+                        }
+                        await self._send(send, start)
+                    await self._send(send, _body(self.options.opening))
+                    while (chunk := await self._next_batch()) is not None:
+                        await self._send(send, _body(chunk))
+                    end = {"type": "http.response.body", "body": b"", "more_body": False}
+                    await self._send(send, end)
                 except OSError:
                     pass  # the client is gone: ASGI 2.4 servers raise it from send()
                 except Exception as exc:
@@ -169,16 +181,6 @@ class EventStream:
         error, self._error = self._error, None
         if error is not None:
             raise error
-
-    async def _write(self, send: Send, *, started: bool) -> None:
-        """The writer loop: the headers, the opening comment, each batch, the end."""
-        if not started:
-            start = {"type": "http.response.start", "status": self.status, "headers": self.headers}
-            await self._send(send, start)
-        await self._send(send, _body(self.options.opening))
-        while (chunk := await self._next_batch()) is not None:
-            await self._send(send, _body(chunk))
-        await self._send(send, {"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _next_batch(self) -> bytes | None:
         """The next batch of events as one chunk; ``None`` once the subscription ended."""
@@ -239,7 +241,14 @@ class EventStream:
                             continue
                         due = now + heartbeat  # the writer is busy: it writes soon anyway
                     wake = min(wake, due)
-                if await _disconnected(receive, wake - now):
+                # Listen until the next thing is due. No scope when nothing ever is.
+                if wake == math.inf:
+                    while (await receive())["type"] != "http.disconnect":
+                        pass
+                    break
+                with anyio.move_on_after(wake - now):
+                    while (await receive())["type"] != "http.disconnect":
+                        pass
                     break
         except OSError:
             pass  # from a heartbeat's send(): the client is gone
@@ -372,12 +381,3 @@ class EventStream:
 
 def _body(chunk: bytes) -> Message:
     return {"type": "http.response.body", "body": chunk, "more_body": True}
-
-
-async def _disconnected(receive: Receive, within: float) -> bool:
-    """Whether the client leaves within ``within`` seconds (other messages are skipped)."""
-    with anyio.move_on_after(within):
-        while (await receive())["type"] != "http.disconnect":
-            pass
-        return True
-    return False
