@@ -214,3 +214,38 @@ async def test_real_server_granian_sigterm_ends_open_streams_and_the_server_exit
         finally:
             for stream in streams:
                 await stream.aclose()
+
+
+#: SSEApp as the whole app: its own lifespan runs the store and closes it on the signal.
+sse_app_alone = SSEApp(ChannelStore(), "news", heartbeat=0.2)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM semantics are POSIX")
+async def test_real_server_shutdown_signal_ends_the_streams_of_an_sseapp_served_alone(
+    server_kind: tuple[ServerName, str],
+) -> None:
+    """uvicorn no longer tells streams about shutdown (it reverted that, PR #2913), and
+    waits for them before the lifespan shutdown: SSEApp must end its own streams."""
+    server_name, backend = server_kind
+    signum, args = (
+        (signal.SIGTERM, ()) if server_name == "uvicorn" else (signal.SIGINT, ("--workers", "0"))
+    )
+    with serve_in_subprocess(
+        "test_asgi_shutdown:sse_app_alone", server=server_name, backend=backend, args=args
+    ) as server:
+        streams = [await open_stream(server.host, server.port, "/") for _ in range(3)]
+        try:
+            for stream in streams:
+                await stream.wait_comments(1)
+            began = time.monotonic()
+            server.send_signal(signum)
+            for stream in streams:
+                await stream.read_to_end(timeout=3)
+                assert stream.ended  # the final chunk: a clean end, not a reset
+                await stream.aclose()
+            took = await anyio.to_thread.run_sync(server.wait)
+            assert time.monotonic() - began < 3.0, server.output
+            assert took < 3.0
+        finally:
+            for stream in streams:
+                await stream.aclose()

@@ -79,15 +79,14 @@ class _ServedEventStream(ASGIStreamingResponse):
         self.stream = stream
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # ASGIResponse.__call__, with the engine writing the body: Litestar has sent the
+        # status and headers (its cookies, its response_headers) by then.
         try:
-            await super().__call__(scope, receive, send)
+            await self.start_response(send=send)
+            await self.stream.serve(scope, receive, send, headers_sent=True)  # type: ignore[arg-type]
+            await self.after_response()
         finally:
-            self.stream.close()  # HEAD, or send() raised: Litestar skips the body
-
-    async def send_body(self, send: Send, receive: Receive) -> None:
-        # Litestar has sent the status and headers; the engine writes the body.
-        scope = {"type": "http"}
-        await self.stream.serve(scope, receive, send, headers_sent=True)  # type: ignore[arg-type]
+            self.stream.close()  # send() raised, or HEAD: released however it ended
 
 
 sse_response: StreamResponder[Stream] = StreamResponder(
