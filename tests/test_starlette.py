@@ -215,4 +215,3 @@ async def test_response_sends_the_status_and_headers_set_after_it_was_made() -> 
             await stream.wait_comments(1)
             assert stream.status == 202
             assert stream.headers["x-late"] == "yes"
-
