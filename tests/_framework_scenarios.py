@@ -8,7 +8,10 @@ contract they rely on:
   ``sse_response`` and default options, resuming from ``last_event_id(request)``;
 - the ``x-user`` request header is the subscription's key;
 - a channel starting with ``private:`` is refused with 403, before subscribing, unless
-  ``x-user`` is ``admin``.
+  ``x-user`` is ``admin``;
+- ``?options=NAME`` streams with ``OPTIONS[NAME]`` (passed as ``options=``) instead of the
+  defaults, so that heartbeats, the write deadline and ``max_lifetime`` can be seen in a
+  test's time.
 
 The store lives in the server's event loop: events are sent and statistics read there
 (``server.arun``/``server.acall``); the client runs in the test's own loop.
@@ -28,7 +31,7 @@ import httpx
 from httpx_sse import aconnect_sse
 
 from _servers import RunningServer, open_stream
-from sse_channels.asgi import opening_comment
+from sse_channels.asgi import StreamOptions, opening_comment
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -36,18 +39,28 @@ if TYPE_CHECKING:
     from sse_channels import ChannelStore, Event
 
 __all__ = [
+    "OPTIONS",
     "client_leaving_mid_write_is_released",
     "docs_example",
     "docs_example_works",
+    "half_open_client_is_released_by_the_write_deadline",
+    "heartbeats_keep_a_quiet_stream_open",
     "refusal_sends_403_and_no_stream_byte",
     "resume_delivers_missed_events_once",
     "revoked_stream_ends",
+    "stream_ends_after_max_lifetime",
     "stream_then_release",
     "subscribers",
     "wait_released",
 ]
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+#: The stream options an app picks with ``?options=``: seconds, not the production minutes.
+OPTIONS = {
+    "tight": StreamOptions(heartbeat=0.2, send_timeout=0.5),
+    "brief": StreamOptions(heartbeat=None, max_lifetime=0.4, lifetime_jitter=0),
+}
 
 SSE_HEADERS = {
     "content-type": "text/event-stream; charset=utf-8",
@@ -248,6 +261,77 @@ async def client_leaving_mid_write_is_released(
     return await wait_released(server, store)
 
 
+async def heartbeats_keep_a_quiet_stream_open(
+    server: RunningServer, store: ChannelStore, path: str = "/events?options=tight"
+) -> float:
+    """With nothing sent, a comment arrives every ``heartbeat``; returns seconds for three."""
+    stream = await open_stream(server.host, server.port, path)
+    try:
+        await stream.wait_comments(1, timeout=2)
+        began = time.monotonic()
+        comments = await stream.wait_comments(4, timeout=3)
+        elapsed = time.monotonic() - began
+        assert comments[1:4] == [" ping"] * 3, comments
+        assert stream.events == []
+        assert elapsed >= 3 * 0.2 - 0.05, "heartbeats came faster than their interval"
+    finally:
+        await stream.aclose()
+    await wait_released(server, store)
+    return elapsed
+
+
+async def half_open_client_is_released_by_the_write_deadline(
+    server: RunningServer, store: ChannelStore, path: str = "/events?options=tight"
+) -> float:
+    """A client that stops reading but keeps its socket open is given up on.
+
+    The server should be started with a small ``sndbuf``. The framework owns ``send``: the
+    engine's deadline must still end the write. Returns the seconds from the write backing
+    up (the last event sent) to the store having no live subscription.
+    """
+    client = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+    try:
+        client.settimeout(5)
+        client.connect((server.host, server.port))
+        client.sendall(f"GET {path} HTTP/1.1\r\nhost: {server.host}\r\n\r\n".encode())
+        head = b""
+        while b": ok" not in head:
+            head += client.recv(4096)
+        assert head.startswith(b"HTTP/1.1 200")
+        await wait_subscribed(server, store)
+        # One batch far bigger than every buffer on the way: the write backs up for good.
+        # Few events, so the store never sees a slow consumer: only the deadline can act.
+        await send(server, store, "news", *["x" * (1 << 20)] * 4)
+        released = await wait_released(server, store, within=0.5 + 2.5)
+        stats = await server.acall(store.statistics)
+        assert stats.slow_consumer_disconnects == 0, (
+            "released as a slow consumer, not by the deadline"
+        )
+        assert client.fileno() != -1  # the client never closed its socket
+        return released
+    finally:
+        client.close()
+
+
+async def stream_ends_after_max_lifetime(
+    server: RunningServer, store: ChannelStore, path: str = "/events?options=brief"
+) -> float:
+    """The stream ends cleanly after ``max_lifetime``; returns the seconds it lasted."""
+    stream = await open_stream(server.host, server.port, path)
+    try:
+        began = time.monotonic()
+        await stream.read_to_end(timeout=3)
+        lasted = time.monotonic() - began
+        assert stream.ended, "the response did not end with its final chunk"
+        assert stream.comments == [" ok"]
+        assert 0.4 - 0.05 <= lasted < 2.5
+    finally:
+        await stream.aclose()
+    assert await subscribers(server, store) == 0
+    return lasted
+
+
 def docs_example(page: str) -> str:
     """The ``# app.py`` code block of a docs page."""
     text = (DOCS / page).read_text(encoding="utf-8")
@@ -285,6 +369,10 @@ async def docs_example_works(
         if clean_end:
             assert stream.ended, "the stream did not end cleanly on SIGINT"
         else:
-            assert stream.ended or stream.closed
+            # Cancelled by the server after its graceful timeout: no final chunk, the
+            # connection dropped.
+            assert stream.closed, "the server did not drop the stream after its timeout"
+            assert not stream.ended, "the stream ended cleanly: pass clean_end=True"
+
     finally:
         await stream.aclose()

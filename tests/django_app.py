@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from django.http import HttpResponseForbidden
 from django.urls import path
 
+from _framework_scenarios import OPTIONS
 from sse_channels.django import last_event_id, sse_response
 
 if TYPE_CHECKING:
@@ -52,7 +53,8 @@ async def events(request: Any) -> Any:
     if channel.startswith("private:") and user != "admin":
         return HttpResponseForbidden("forbidden\n", content_type="text/plain")
     store = STATE["store"]
-    return sse_response(store.subscribe(channel, last_event_id=last_event_id(request), key=user))
+    subscription = store.subscribe(channel, last_event_id=last_event_id(request), key=user)
+    return sse_response(subscription, OPTIONS.get(request.GET.get("options", "")))
 
 
 urlpatterns = [path("events", events)]

@@ -102,6 +102,27 @@ async def test_django_client_leaving_mid_write_is_released(serve: Callable[..., 
 
 
 @pytest.mark.anyio
+async def test_django_half_open_client_is_released_by_the_write_deadline(
+    serve: Callable[..., Any],
+) -> None:
+    """Django owns send(): the engine's timer ends the stuck write all the same."""
+    with serve(sndbuf=4096) as (running, store):
+        await scenarios.half_open_client_is_released_by_the_write_deadline(running, store)
+
+
+@pytest.mark.anyio
+async def test_django_quiet_stream_gets_heartbeats(serve: Callable[..., Any]) -> None:
+    with serve() as (running, store):
+        await scenarios.heartbeats_keep_a_quiet_stream_open(running, store)
+
+
+@pytest.mark.anyio
+async def test_django_stream_ends_cleanly_after_max_lifetime(serve: Callable[..., Any]) -> None:
+    with serve() as (running, store):
+        await scenarios.stream_ends_after_max_lifetime(running, store)
+
+
+@pytest.mark.anyio
 async def test_django_gzip_middleware_leaves_the_stream_uncompressed(
     serve: Callable[..., Any],
 ) -> None:

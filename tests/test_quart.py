@@ -39,7 +39,7 @@ def make_app(store: ChannelStore) -> Quart:
         if channel.startswith("private:") and user != "admin":
             abort(403)
         subscription = store.subscribe(channel, last_event_id=last_event_id(request), key=user)
-        return sse_response(subscription)
+        return sse_response(subscription, scenarios.OPTIONS.get(request.args.get("options", "")))
 
     return app
 
@@ -107,6 +107,28 @@ async def test_quart_revoked_stream_ends_within_a_second(serve: Callable[..., An
 async def test_quart_client_leaving_mid_write_is_released(serve: Callable[..., Any]) -> None:
     with serve(sndbuf=4096) as (running, store):
         assert await scenarios.client_leaving_mid_write_is_released(running, store) < 1.0
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("server", ["uvicorn", "hypercorn"])
+async def test_quart_half_open_client_is_released_by_the_write_deadline(
+    serve: Callable[..., Any], server: ServerName
+) -> None:
+    """Quart owns send(): the engine's timer ends the stuck write all the same."""
+    with serve(server, sndbuf=4096) as (running, store):
+        await scenarios.half_open_client_is_released_by_the_write_deadline(running, store)
+
+
+@pytest.mark.anyio
+async def test_quart_quiet_stream_gets_heartbeats(serve: Callable[..., Any]) -> None:
+    with serve() as (running, store):
+        await scenarios.heartbeats_keep_a_quiet_stream_open(running, store)
+
+
+@pytest.mark.anyio
+async def test_quart_stream_ends_cleanly_after_max_lifetime(serve: Callable[..., Any]) -> None:
+    with serve() as (running, store):
+        await scenarios.stream_ends_after_max_lifetime(running, store)
 
 
 # -- in process, with the testing driver --------------------------------------------------

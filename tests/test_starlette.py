@@ -20,7 +20,7 @@ from starlette.routing import Route
 
 from _servers import read_sse_then_leave, serve_in_thread, server_for
 from sse_channels import ChannelStore
-from sse_channels.asgi import SSE_HEADERS
+from sse_channels.asgi import SSE_HEADERS, StreamOptions
 from sse_channels.starlette import SSEResponse, last_event_id
 from sse_channels.testing import connect_sse
 
@@ -186,3 +186,32 @@ async def test_real_server_fastapi_route_streams(anyio_backend: str) -> None:
         with anyio.fail_after(1):
             while await server.acall(lambda: store.statistics().subscribers):
                 await anyio.sleep(0.005)
+
+
+async def test_response_gives_up_on_a_client_that_stopped_reading() -> None:
+    async with ChannelStore() as store:
+        subscription = store.subscribe("news")
+        response = SSEResponse(
+            subscription, options=StreamOptions(heartbeat=None, send_timeout=0.2)
+        )
+        async with connect_sse(response) as stream:
+            await stream.wait_comments(1)
+            stream.stop_reading()
+            await store.send("news", "never read")
+            with anyio.fail_after(3):
+                while not subscription.closed:
+                    await anyio.sleep(0.01)
+            await stream.wait_finished(timeout=1)
+            assert not stream.finished  # abandoned, not ended
+        assert store.statistics().subscribers == 0
+
+
+async def test_response_sends_the_status_and_headers_set_after_it_was_made() -> None:
+    async with ChannelStore() as store:
+        response = SSEResponse(store.subscribe("news"))
+        response.status_code = 202
+        response.headers["x-late"] = "yes"
+        async with connect_sse(response) as stream:
+            await stream.wait_comments(1)
+            assert stream.status == 202
+            assert stream.headers["x-late"] == "yes"

@@ -10,112 +10,85 @@ async def events(request: Request) -> Stream:
     return sse_response(store.subscribe("news", last_event_id=last_event_id(request)))
 ```
 
-Litestar's streaming response stops when the client disconnects; the subscription is
-closed when the response ends, however it ends: the stream was waiting or writing, ``send``
-raised, or the request was a ``HEAD``.
-There is no write deadline here (Litestar owns ``send``): cap connections with
-``max_lifetime``, or return an [EventStreamResponse][sse_channels.asgi.EventStreamResponse]
-from a handler annotated ``-> EventStreamResponse``: Litestar passes ASGI apps through.
+The response is served by an [EventStream][sse_channels.asgi.EventStream], the engine
+every helper uses, with Litestar's ``send`` and ``receive``: Litestar sends the status and
+headers (its cookies, its ``response_headers``), then the engine writes the body with
+heartbeats, the write deadline, ``max_lifetime`` and disconnect detection, and releases
+the subscription however the response ends (including ``HEAD``). A route's own
+``background`` runs after the stream, as usual.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, cast
+import itertools
+from typing import TYPE_CHECKING, Any
 
 from litestar.response import Stream
 from litestar.response.streaming import ASGIStreamingResponse
 
-from .asgi import _single_valued, event_stream, raw_headers
-from .asgi import last_event_id as _last_event_id
+from .asgi import StreamResponder, last_event_id
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Iterable
 
-    from litestar.connection import ASGIConnection
+    from litestar.connection import Request
+    from litestar.datastructures import Cookie
     from litestar.response.base import ASGIResponse
-    from litestar.types import Receive, Send
-    from litestar.types import Scope as LitestarScope
+    from litestar.types import Receive, Scope, Send
 
-    from ._subscription import Subscription
-    from ._types import Scope
-    from .asgi import EventStreamBody
+    from .asgi import EventStream
 
 __all__ = ["last_event_id", "sse_response"]
 
 
-def sse_response(
-    subscription: Subscription,
-    *,
-    heartbeat: float | None = 15.0,
-    retry: int | None = None,
-    max_lifetime: float | None = None,
-    lifetime_jitter: float = 0.1,
-    status: int = 200,
-    headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
-) -> Stream:
-    """A Litestar ``Stream`` response that streams ``subscription``; return it from a handler.
+class _EventStreamResponse(Stream):
+    """A ``Stream`` whose ASGI response is served by the engine instead of iterated."""
 
-    It carries the [SSE_HEADERS][sse_channels.asgi.SSE_HEADERS]; the body is
-    [event_stream][sse_channels.asgi.event_stream]: an opening comment at once, each batch
-    of events in one chunk, heartbeats, an end after ``max_lifetime``. The stream is closed
-    when the response ends, and a route's own ``background`` runs as usual.
+    __slots__ = ("stream",)
 
-    Args:
-        subscription: what to stream; the response owns it from now on and closes it when
-            the stream ends or the client disconnects, even in the middle of a write.
-        heartbeat: seconds of silence before a comment is written; ``None``: never.
-        retry: an initial ``retry:`` (reconnection delay in ms) for the browser.
-        max_lifetime: end the stream after about this many seconds; the browser
-            reconnects and resumes.
-        lifetime_jitter: spread ``max_lifetime`` by up to this fraction either way.
-        status: the HTTP status.
-        headers: extra response headers (``Connection``, ``Content-Length``,
-            ``Content-Encoding``... are refused, as for ``EventStreamResponse``), each name
-            at most once: the framework keeps one value per header.
+    def __init__(self, stream: EventStream, headers: list[tuple[str, str]]) -> None:
+        super().__init__(stream, status_code=stream.status, headers=dict(headers))
+        self.stream = stream
 
-    Raises:
-        ValueError, TypeError: an option is out of range or a header is refused; the
-            subscription is closed.
-    """
-    try:
-        body = event_stream(
-            subscription,
-            heartbeat=heartbeat,
-            retry=retry,
-            max_lifetime=max_lifetime,
-            lifetime_jitter=lifetime_jitter,
+    def to_asgi_response(
+        self,
+        app: Any,
+        request: Request[Any, Any, Any],
+        *,
+        cookies: Iterable[Cookie] | None = None,
+        headers: dict[str, str] | None = None,
+        is_head_response: bool = False,
+        **ignored: Any,  # background, media_type, status_code...: this response sets them
+    ) -> ASGIResponse:
+        return _ServedEventStream(
+            self.stream,
+            background=self.background or ignored.get("background"),
+            cookies=itertools.chain(self.cookies, cookies or ()),
+            headers={**(headers or {}), **self.headers},
+            is_head_response=is_head_response,
+            media_type="text/event-stream",
+            status_code=self.stream.status,
         )
-        fields = dict(_single_valued(raw_headers(headers)))
-    except BaseException:
-        subscription.close()
-        raise
-
-    return _EventStream(body, status_code=status, headers=fields)
 
 
-class _EventStream(Stream):
-    """A ``Stream`` whose ASGI response closes the body (and so the subscription) at its end.
+class _ServedEventStream(ASGIStreamingResponse):
+    __slots__ = ("stream",)
 
-    Litestar leaves the body unclosed when the client goes mid-write, when ``send`` raises
-    (it then skips background tasks too) and for ``HEAD``.
-    """
+    def __init__(self, stream: EventStream, **options: Any) -> None:
+        super().__init__(iterator=stream, **options)
+        self.stream = stream
 
-    def to_asgi_response(self, *args: Any, **kwargs: Any) -> ASGIResponse:
-        response = super().to_asgi_response(*args, **kwargs)
-        response.__class__ = _ClosingStreamingResponse  # same slots: only __call__ differs
-        return response
-
-
-class _ClosingStreamingResponse(ASGIStreamingResponse):
-    __slots__ = ()
-
-    async def __call__(self, scope: LitestarScope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # ASGIResponse.__call__, with the engine writing the body: Litestar has sent the
+        # status and headers (its cookies, its response_headers) by then.
         try:
-            await super().__call__(scope, receive, send)
+            await self.start_response(send=send)
+            await self.stream.serve(scope, receive, send, headers_sent=True)  # type: ignore[arg-type]
+            await self.after_response()
         finally:
-            await cast("EventStreamBody", self.iterator).aclose()
+            self.stream.close()  # send() raised, or HEAD: released however it ended
 
 
-def last_event_id(request: ASGIConnection[Any, Any, Any, Any]) -> str | None:
-    """The ``Last-Event-ID`` header of a request, else its ``?last_event_id=``."""
-    return _last_event_id(cast("Scope", request.scope))
+sse_response: StreamResponder[Stream] = StreamResponder(
+    _EventStreamResponse, one_value_per_header=True
+)

@@ -1,0 +1,383 @@
+"""The one streaming engine: what to write, when, and when to stop, for every entry point.
+
+An [EventStream][sse_channels.asgi.EventStream] is driven in one of two ways, with the
+same writer loop, heartbeats, write deadline, lifetime and clean-up:
+
+- **served** (``await stream.serve(scope, receive, send)``): it owns ``send``. The writer
+  runs in the caller's task; one watchdog task listens for ``http.disconnect`` and, between
+  messages, writes heartbeats while the writer waits, ends the stream at its lifetime, and
+  gives up on a write that has taken longer than ``send_timeout``. Two tasks per stream
+  and no cancel scope per batch: the writer's wait for events is never interrupted (a
+  heartbeat is written beside it; the lifetime ends it by closing the subscription).
+- **iterated** (``async for chunk in stream``): a framework that owns ``send`` (Django,
+  Quart) writes each chunk itself. The time from handing out a chunk to being asked for
+  the next one is the framework's write; a timer armed in between gives up on the client
+  when it exceeds ``send_timeout`` (it closes the subscription and cancels the framework's
+  writing task, on asyncio, which is what these frameworks run on).
+
+Every path releases the subscription in ``finally`` (or ``close()``): the client leaving
+before the first event or in the middle of a write, a client that stops reading, the
+subscription being revoked, the store being closed, an exception in the app.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from typing import TYPE_CHECKING, Final, final
+
+import anyio
+
+from .._exceptions import SlowConsumerError
+from ._http import HEARTBEAT, raw_headers
+
+if TYPE_CHECKING:
+    from .._subscription import Subscription
+    from .._types import Message, Receive, Scope, Send
+    from ._options import StreamOptions
+
+__all__ = ["EventStream"]
+
+_SSE_RAW_HEADERS: Final = tuple(raw_headers())
+
+# Lifecycle: not started, streaming, ended (the subscription is released).
+_NEW, _OPEN, _DONE = 0, 1, 2
+
+
+@final
+class EventStream:
+    """One subscription streamed as ``text/event-stream``: the writer loop of every entry point.
+
+    ``SSEApp``, ``EventStreamResponse`` and the framework helpers all build one of these;
+    use it directly to integrate another framework. Serve it where you own ``send``, or
+    iterate it where the framework does (see the module docs).
+
+    It writes the opening comment at once, then each batch of pending events in one write,
+    and a comment heartbeat after ``options.heartbeat`` seconds without a write (only
+    between batches, so an event is never split). It ends the response normally when the
+    subscription ends (revoked, store closed, slow consumer: the client then reconnects
+    and resumes) or its lifetime has passed; it stops at once, without finishing the
+    response, when the client disconnects, when ``send`` raises ``OSError``, or when one
+    write has not completed within ``options.send_timeout`` seconds.
+
+    Args:
+        subscription: what to stream; the stream owns it from now on.
+        options: how it behaves (validated already).
+        status: the HTTP status (when served).
+        headers: the ASGI raw headers (when served); the SSE headers by default.
+        ends_in: seconds after which it must end whatever its ``max_lifetime``, e.g. when
+            the credential that opened it expires; the earlier of the two wins.
+    """
+
+    __slots__ = (
+        "_cancel",
+        "_ends",
+        "_error",
+        "_heartbeat",
+        "_last_write",
+        "_sending_since",
+        "_state",
+        "_timer",
+        "_waiting",
+        "headers",
+        "options",
+        "status",
+        "subscription",
+    )
+
+    def __init__(
+        self,
+        subscription: Subscription,
+        options: StreamOptions,
+        *,
+        status: int = 200,
+        headers: list[tuple[bytes, bytes]] | tuple[tuple[bytes, bytes], ...] = _SSE_RAW_HEADERS,
+        ends_in: float | None = None,
+    ) -> None:
+        self.subscription = subscription
+        self.options = options
+        self.status = status
+        self.headers = headers
+        lifetime = options.lifetime()
+        if ends_in is not None:
+            lifetime = ends_in if lifetime is None else min(lifetime, ends_in)
+        self._last_write = now = time.monotonic()
+        self._ends = None if lifetime is None else now + lifetime
+        self._sending_since: float | None = None
+        self._waiting = False
+        self._heartbeat: anyio.Event | None = None  # set while the watchdog writes one
+        self._cancel: anyio.CancelScope | None = None
+        self._error: Exception | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._state = _NEW
+
+    @property
+    def ends_at(self) -> float | None:
+        """When (``time.monotonic()``) it ends at the latest; ``None``: no limit."""
+        return self._ends
+
+    # -- served: the writer loop and its watchdog ----------------------------------------------
+
+    async def serve(
+        self, scope: Scope, receive: Receive, send: Send, *, headers_sent: bool = False
+    ) -> None:
+        """Stream as the ASGI response to ``scope``, until it ends or the client goes.
+
+        A ``HEAD`` request gets the status and headers alone, and the subscription is
+        released at once (a HEAD response has no body to stream).
+
+        Args:
+            scope: the request's ASGI scope.
+            receive: the ASGI ``receive``; it is listened to for ``http.disconnect``.
+            send: the ASGI ``send``.
+            headers_sent: the framework has sent the status and headers itself (Litestar
+                does, with its cookies); write the body only.
+
+        Raises:
+            Exception: whatever ``send``/``receive`` raise, except ``OSError`` from
+                ``send``, which means the client is gone and ends the stream quietly.
+
+        Cancelling it ends the stream and releases the subscription.
+        """
+        if scope.get("method") == "HEAD":
+            self.close()
+            if not headers_sent:
+                await send(
+                    {"type": "http.response.start", "status": self.status, "headers": self.headers}
+                )
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
+        self._open()
+        try:
+            async with anyio.create_task_group() as group:
+                self._cancel = group.cancel_scope
+                group.start_soon(self._watch, receive, send)
+                # The writer loop, inline (a parked stream's memory is mostly its frames):
+                # the start, the opening comment, each batch in one write, the end.
+                try:
+                    if not headers_sent:
+                        start = {
+                            "type": "http.response.start",
+                            "status": self.status,
+                            "headers": self.headers,
+                        }
+                        await self._send(send, start)
+                    await self._send(send, _body(self.options.opening))
+                    while (chunk := await self._next_batch()) is not None:
+                        await self._send(send, _body(chunk))
+                    end = {"type": "http.response.body", "body": b"", "more_body": False}
+                    await self._send(send, end)
+                except OSError:
+                    pass  # the client is gone: ASGI 2.4 servers raise it from send()
+                except Exception as exc:
+                    # Raised after the task group, so the server sees the error itself and
+                    # not an ExceptionGroup around it.
+                    if self._error is None:
+                        self._error = exc
+                group.cancel_scope.cancel()
+        finally:
+            self.close()
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
+
+    async def _next_batch(self) -> bytes | None:
+        """The next batch of events as one chunk; ``None`` once the subscription ended."""
+        self._waiting = True
+        try:
+            batch = await self.subscription.receive_batch()
+        except SlowConsumerError:
+            batch = []  # end normally: the client resumes from its last id, or gets a gap
+        finally:
+            self._waiting = False
+        heartbeat = self._heartbeat
+        if heartbeat is not None:
+            await heartbeat.wait()  # the watchdog is writing one: writes never interleave
+        if not batch:
+            return None
+        return batch[0].encoded if len(batch) == 1 else b"".join(e.encoded for e in batch)
+
+    async def _send(self, send: Send, message: Message) -> None:
+        self._sending_since = started = time.monotonic()
+        await send(message)
+        self._sending_since = None
+        self._last_write = started
+
+    async def _watch(self, receive: Receive, send: Send) -> None:
+        """Listen for the client leaving; meanwhile, heartbeats, the lifetime, the deadline."""
+        heartbeat = self.options.heartbeat
+        send_timeout = self.options.send_timeout
+        try:
+            while True:
+                now = time.monotonic()
+                wake = math.inf
+                if send_timeout is not None:
+                    since = self._sending_since
+                    if since is None:
+                        # A write starting after this check is seen at the next one, early
+                        # enough to catch it exactly send_timeout after it started.
+                        wake = now + send_timeout
+                    elif now - since >= send_timeout:
+                        self._time_out()
+                        return
+                    else:
+                        wake = since + send_timeout
+                ends = self._ends
+                if ends is not None:
+                    if now >= ends:
+                        self._ends = None
+                        # The writer finishes its current write, finds the subscription
+                        # ended, and ends the response cleanly.
+                        self.subscription.close()
+                    else:
+                        wake = min(wake, ends)
+                if heartbeat is not None:
+                    due = self._last_write + heartbeat
+                    if now >= due:
+                        if self._waiting and not self.subscription.closed:
+                            if not await self._write_heartbeat(send, send_timeout):
+                                return
+                            continue
+                        due = now + heartbeat  # the writer is busy: it writes soon anyway
+                    wake = min(wake, due)
+                # Listen until the next thing is due. No scope when nothing ever is.
+                if wake == math.inf:
+                    while (await receive())["type"] != "http.disconnect":
+                        pass
+                    break
+                with anyio.move_on_after(wake - now):
+                    while (await receive())["type"] != "http.disconnect":
+                        pass
+                    break
+        except OSError:
+            pass  # from a heartbeat's send(): the client is gone
+        except Exception as exc:
+            if self._error is None:
+                self._error = exc
+        assert self._cancel is not None
+        self._cancel.cancel()
+
+    async def _write_heartbeat(self, send: Send, send_timeout: float | None) -> bool:
+        """Write a heartbeat while the writer waits for events; ``False``: it timed out."""
+        done = self._heartbeat = anyio.Event()
+        try:
+            with anyio.move_on_after(math.inf if send_timeout is None else send_timeout):
+                await send(_body(HEARTBEAT))
+                self._last_write = time.monotonic()
+                return True
+            self._time_out()
+            return False
+        finally:
+            self._heartbeat = None
+            done.set()
+
+    def _time_out(self) -> None:
+        # Released now, even if the server shields its socket write from cancellation
+        # (hypercorn does) and send() stays blocked.
+        self.subscription.close()
+        observer = self.options.observer
+        if observer is not None:
+            observer.write_timed_out(self.subscription)
+        if self._cancel is not None:
+            self._cancel.cancel()
+
+    # -- iterated: a framework writes each chunk ------------------------------------------
+
+    def __aiter__(self) -> EventStream:
+        return self
+
+    async def __anext__(self) -> bytes:
+        """The next chunk to write: the opening comment, a batch, or a heartbeat.
+
+        Raises:
+            StopAsyncIteration: the stream ended; the subscription is released.
+
+        Cancelling it (the client left) loses no event; ``aclose()`` releases the
+        subscription.
+        """
+        self._disarm()  # the framework asks again: its write of the last chunk is done
+        if self._state == _DONE:
+            raise StopAsyncIteration
+        if self._state == _NEW:
+            self._open()
+            chunk: bytes | None = self.options.opening
+        else:
+            chunk = await self._pull()
+        if chunk is None:
+            self.close()
+            raise StopAsyncIteration
+        self._last_write = time.monotonic()
+        self._arm()
+        return chunk
+
+    async def _pull(self) -> bytes | None:
+        heartbeat = self.options.heartbeat
+        wait = math.inf if heartbeat is None else heartbeat
+        ends = self._ends
+        if ends is not None:
+            left = ends - time.monotonic()
+            if left <= 0:
+                return None
+            wait = min(wait, left)
+        if wait == math.inf:
+            return await self._next_batch()
+        # Here (and only here) a wait has a timeout of its own: nothing else runs beside a
+        # framework's iteration to interrupt it.
+        with anyio.move_on_after(wait):
+            return await self._next_batch()
+        if ends is not None and time.monotonic() >= ends:
+            return None
+        return HEARTBEAT
+
+    def _arm(self) -> None:
+        send_timeout = self.options.send_timeout
+        if send_timeout is None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # not asyncio: there is no way to cancel the framework's writing task
+        task = asyncio.current_task()
+        if task is not None:
+            self._timer = loop.call_later(send_timeout, self._write_took_too_long, task)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _write_took_too_long(self, task: asyncio.Task[object]) -> None:
+        self._timer = None
+        self._time_out()
+        task.cancel()  # the framework's write is stuck in send(): end its response
+
+    # -- both ------------------------------------------------------------------------------
+
+    def _open(self) -> None:
+        self._state = _OPEN
+        observer = self.options.observer
+        if observer is not None:
+            observer.opened(self.subscription)
+
+    def close(self) -> None:
+        """Stop streaming and release the subscription now; idempotent, never blocks."""
+        self._disarm()
+        self.subscription.close()
+        if self._state == _OPEN:
+            observer = self.options.observer
+            if observer is not None:
+                observer.closed(self.subscription)
+        self._state = _DONE
+
+    async def aclose(self) -> None:
+        """Stop streaming and release the subscription; idempotent.
+
+        Unlike an async generator's, it releases the subscription even when the framework
+        drops the response before reading the first chunk.
+        """
+        self.close()
+
+
+def _body(chunk: bytes) -> Message:
+    return {"type": "http.response.body", "body": chunk, "more_body": True}
