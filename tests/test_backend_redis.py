@@ -26,6 +26,11 @@ from sse_channels import GAP_EVENT, BackendError, ChannelStore, Event, Subscript
 from sse_channels.asgi import SSEApp
 from sse_channels.backends import Backend
 from sse_channels.backends.redis import RedisBackend
+from sse_channels.backends.redis._entry import encode
+from sse_channels.backends.redis._epoch import label_of
+from sse_channels.backends.redis._keys import Keys
+from sse_channels.backends.redis._link import Link, open_pool
+from sse_channels.backends.redis._scripts import Scripts, run
 from sse_channels.testing import connect_sse
 
 if TYPE_CHECKING:
@@ -588,24 +593,26 @@ async def test_10000_events_arrive_in_order_once_while_connections_are_killed(
 
 
 async def test_retried_send_is_stored_once(redis_url: str, prefix: str) -> None:
-    backend = RedisBackend(redis_url, prefix=prefix)
-    await backend.start()
-    link = backend._link
-    assert link is not None
-    fields, token = backend._fields(Event("once", channel="c")), backend._token()
+    # The parts a backend sends with, wired by hand: one link, the scripts, a fixed token.
+    keys = Keys(prefix.encode(), "test")
+    scripts = Scripts(keys, maxlen=1000, ttl_ms=0)
+    link = Link(open_pool(redis_url, "sse-retry-test"))
+    fields, token = encode(Event("once", channel="c")), b"test.1"
 
     async def attempt(retry: bool) -> Any:
-        command = backend._publish_command("c", fields, token, retry)
-        return await backend._run_script(link.call, command, backend._publish_lua)
+        command = scripts.publish_command("c", fields, token, retry, "cand01", "cand01:0")
+        return await run(link.call, command, scripts.publish)
 
+    epoch, _ = await run(link.call, scripts.sync_command("cand01", "", 0), scripts.sync)
     first = await attempt(False)
     # The reply to the first attempt was lost (say): the retry finds the entry instead.
-    epoch, again = await attempt(True)
+    found, again = await attempt(True)
     assert again == first
-    assert epoch.decode().partition(":")[0] == backend._label
+    assert found == epoch
+    assert label_of(found) == "cand01"
     with redis.Redis.from_url(redis_url) as check:
         assert check.xlen(prefix + "ch:c") == 1
-    await backend.aclose()
+    await link.aclose()
 
 
 async def test_statistics_show_reconnects_and_the_last_error(
