@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import time
 from typing import TYPE_CHECKING, Any, final
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import anyio
 import redis.asyncio
@@ -75,7 +75,12 @@ def redact(url: str) -> str:
     query = "&".join(
         "password=***" if hidden else item for item, hidden in zip(items, secret, strict=True)
     )
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    text = f"{parts.scheme}://{netloc}{parts.path}"  # "unix:///path" keeps its slashes
+    if query:
+        text += "?" + query
+    if parts.fragment:
+        text += "#" + parts.fragment
+    return text
 
 
 async def ask(connection: AbstractConnection, command: bytes, timeout: float) -> Any:
