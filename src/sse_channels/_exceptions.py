@@ -26,7 +26,18 @@ class SSEChannelsError(Exception):
 
 
 class StoreClosedError(SSEChannelsError):
-    """The store was closed with ``aclose()`` and can no longer send or subscribe."""
+    """The store was closed with ``aclose()`` and can no longer send or subscribe.
+
+    The message says what to do, because the usual way to meet it is a second test that
+    enters an app's module-level store again after the first test's ``async with`` closed it.
+    """
+
+    HINT = "a closed store cannot be reopened: create a new ChannelStore (in tests, one per test)"
+
+    def __init__(self, message: str = "the store is closed") -> None:
+        if self.HINT not in message:
+            message = f"{message}; {self.HINT}"
+        super().__init__(message)
 
 
 class SubscriptionClosed(SSEChannelsError):

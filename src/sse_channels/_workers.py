@@ -23,9 +23,10 @@ import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import logging
     from collections.abc import Callable, Mapping, Sequence
 
-__all__ = ["SERVERS", "parse_worker_count", "worker_count"]
+__all__ = ["SERVERS", "parse_worker_count", "warn_if_one_of_several_workers", "worker_count"]
 
 #: Programs whose supervisor process forks or spawns app workers.
 SERVERS = ("uvicorn", "gunicorn", "hypercorn", "granian")
@@ -83,3 +84,30 @@ def worker_count(
     if concurrency.isascii() and concurrency.isdigit():
         return max(int(concurrency), 1)
     return 1
+
+
+_warned = False
+
+
+def warn_if_one_of_several_workers(logger: logging.Logger, backend: str) -> bool:
+    """Log, once per process, that a process-local backend runs in one worker of several.
+
+    Returns whether it logged. Each worker has its own store, so a client sees only the
+    events sent in the worker that serves it: silent loss that only a WARNING can surface.
+    """
+    global _warned
+    if _warned:
+        return False
+    count = worker_count()
+    if count <= 1:
+        return False
+    _warned = True
+    logger.warning(
+        "%s keeps events in this process, but this process is one of %d server workers "
+        "(pid %d): each client sees only the events sent in its own worker. Use a "
+        "networked backend (RedisBackend, PostgresBackend) or run one worker.",
+        backend,
+        count,
+        os.getpid(),
+    )
+    return True

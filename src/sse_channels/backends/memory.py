@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 import string
 from typing import TYPE_CHECKING, Any, final
+
+from .._workers import warn_if_one_of_several_workers
 
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup
@@ -15,6 +18,8 @@ if TYPE_CHECKING:
 __all__ = ["MemoryBackend"]
 
 _ALPHABET = string.digits + string.ascii_lowercase
+
+logger = logging.getLogger("sse_channels.backends.memory")
 
 
 @final
@@ -36,7 +41,8 @@ class MemoryBackend:
         self._deliver = deliver
 
     async def start(self, task_group: TaskGroup | None = None) -> None:
-        return None
+        # Under ``--workers N`` each worker has its own memory log: say so, once.
+        warn_if_one_of_several_workers(logger, "MemoryBackend")
 
     async def publish(self, channel: str, event: Event) -> Event:
         return self._publish_now(channel, event)
