@@ -25,6 +25,11 @@ from sse_channels import GAP_EVENT, BackendError, ChannelStore, Event, Subscript
 from sse_channels.asgi import SSEApp
 from sse_channels.backends import Backend
 from sse_channels.backends.redis import RedisBackend
+from sse_channels.backends.redis._entry import encode
+from sse_channels.backends.redis._epoch import label_of
+from sse_channels.backends.redis._keys import Keys
+from sse_channels.backends.redis._link import Link, open_pool
+from sse_channels.backends.redis._scripts import Scripts, run
 from sse_channels.testing import connect_sse
 from sse_channels.testing.backend_contract import BackendFactory, NetworkedBackendContract
 
@@ -584,24 +589,26 @@ async def test_10000_events_arrive_in_order_once_while_connections_are_killed(
 
 
 async def test_retried_send_is_stored_once(redis_url: str, prefix: str) -> None:
-    backend = RedisBackend(redis_url, prefix=prefix)
-    await backend.start()
-    link = backend._link
-    assert link is not None
-    fields, token = backend._fields(Event("once", channel="c")), backend._token()
+    # The parts a backend sends with, wired by hand: one link, the scripts, a fixed token.
+    keys = Keys(prefix.encode(), "test")
+    scripts = Scripts(keys, maxlen=1000, ttl_ms=0)
+    link = Link(open_pool(redis_url, "sse-retry-test"))
+    fields, token = encode(Event("once", channel="c")), b"test.1"
 
     async def attempt(retry: bool) -> Any:
-        command = backend._publish_command("c", fields, token, retry)
-        return await backend._run_script(link.call, command, backend._publish_lua)
+        command = scripts.publish_command("c", fields, token, retry, "cand01", "cand01:0")
+        return await run(link.call, command, scripts.publish)
 
+    epoch, _ = await run(link.call, scripts.sync_command("cand01", "", 0), scripts.sync)
     first = await attempt(False)
     # The reply to the first attempt was lost (say): the retry finds the entry instead.
-    epoch, again = await attempt(True)
+    found, again = await attempt(True)
     assert again == first
-    assert epoch.decode().partition(":")[0] == backend._label
+    assert found == epoch
+    assert label_of(found) == "cand01"
     with redis.Redis.from_url(redis_url) as check:
         assert check.xlen(prefix + "ch:c") == 1
-    await backend.aclose()
+    await link.aclose()
 
 
 async def test_statistics_show_reconnects_and_the_last_error(
@@ -808,3 +815,83 @@ def test_importing_the_backends_package_does_not_import_redis() -> None:
 def test_bad_options_raise_value_error(options: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         RedisBackend(**options)  # type: ignore[arg-type]
+
+
+# -- regressions ---------------------------------------------------------------------------
+
+
+async def test_backend_error_does_not_leak_the_password_of_the_url(prefix: str) -> None:
+    # Regression: "cannot reach Redis at redis://user:s3cret@..." went into the error,
+    # and from there into logs and the lifespan's startup.failed message.
+    url = "redis://app:s3cret@127.0.0.1:1/0?password=qu3ry"
+    with pytest.raises(BackendError, match="cannot reach Redis") as caught:
+        await RedisBackend(url, prefix=prefix).start()
+    message = str(caught.value)
+    assert "s3cret" not in message
+    assert "qu3ry" not in message
+    assert "redis://app:***@127.0.0.1:1/0?password=***" in message
+
+
+def test_publish_sync_records_last_error(prefix: str) -> None:
+    # Regression: publish_sync retried and raised, but statistics() still said no error.
+    backend = RedisBackend("redis://127.0.0.1:1/0", prefix=prefix)
+    assert backend.statistics()["last_error"] is None
+    with pytest.raises(BackendError, match="could not send to Redis"):
+        backend.publish_sync("c", Event("lost", channel="c"))
+    assert "ConnectionError" in backend.statistics()["last_error"]
+
+
+def add_foreign_entry(client: redis.Redis, prefix: str, channel: str) -> int:
+    """A malformed entry in ``channel``'s stream, numbered by the store's counter."""
+    n = int(client.incr(f"{prefix}seq"))
+    client.xadd(f"{prefix}ch:{channel}", {"not": "ours", "two": "fields"}, id=f"{n}-0")
+    return n
+
+
+async def test_malformed_entry_in_the_middle_of_an_xread_reply_loses_no_other_events(
+    stores: Stores, redis_url: str, prefix: str
+) -> None:
+    # Regression: the entry raised out of the reader, which then dropped the events it had
+    # already taken from the other streams of that reply, and read the same entry again
+    # after every reconnection, so that its channel never went on.
+    store = await stores.start()
+    subscription = store.subscribe("b", "a")  # "b" comes first in the reader's XREAD
+    sender = RedisBackend(redis_url, prefix=prefix)
+    # The sends block the event loop: the reader gets them in as few replies as can be,
+    # the foreign entry in the middle of one.
+    sent = [sender.publish_sync("a", Event("a1", channel="a"))]
+    with redis.Redis.from_url(redis_url) as client:
+        sent.append(sender.publish_sync("b", Event("b1", channel="b")))
+        foreign = add_foreign_entry(client, prefix, "a")
+        sent.append(sender.publish_sync("b", Event("b2", channel="b")))
+        sent.append(sender.publish_sync("a", Event("a2", channel="a")))
+    await sender.aclose()
+    got = await read_until(subscription, "a2")
+    assert [e.data for e in got if e.event != GAP_EVENT] == ["a1", "b1", "b2", "a2"]
+    assert [e.id for e in got if e.event != GAP_EVENT] == [e.id for e in sent if e is not None]
+    (gap,) = [e for e in got if e.event == GAP_EVENT]
+    assert json.loads(gap.data) == {"reason": "lost", "channel": "a"}
+    assert gap.id is not None
+    assert n_of(gap) == foreign
+    backend = store.statistics().backend
+    assert "malformed entry in 'a'" in backend["last_error"]
+    assert backend["reconnects"] == 0  # the reader went on; it did not start over
+    await store.send("a", "after")
+    assert [e.data for e in await read(subscription, 1)] == ["after"]
+    subscription.close()
+
+
+async def test_resume_across_a_malformed_entry_gets_a_gap_then_the_events_after_it(
+    stores: Stores, redis_url: str, prefix: str
+) -> None:
+    a = await stores.start()
+    mark = await a.send("h", "seen")
+    await a.send("h", "before")
+    with redis.Redis.from_url(redis_url) as client:
+        add_foreign_entry(client, prefix, "h")
+    after = [await a.send("h", "after1"), await a.send("h", "after2")]
+    b = await stores.start()  # never read "h": the resume comes from Redis
+    async with b.subscribe("h", last_event_id=mark.id) as resumed:
+        got = await read(resumed, 3)
+    assert got[0].event == GAP_EVENT
+    assert got[1:] == after
