@@ -98,6 +98,11 @@ def test_the_package_keeps_every_layering_rule() -> None:
     assert not found, "\n".join(map(str, found))
 
 
+def test_no_module_uses_another_modules_underscore_names() -> None:
+    found = underscore_violations(load_package(PACKAGE))
+    assert not found, "\n".join(map(str, found))
+
+
 # -- each rule fails on a package that breaks it -----------------------------------------
 
 
