@@ -29,6 +29,7 @@ PUBLIC_MODULES = {
     "demo",
     "django",
     "litestar",
+    "metrics",
     "quart",
     "starlette",
     "testing",
@@ -49,6 +50,7 @@ def test_public_names_report_the_package_as_their_module() -> None:
 # Public modules inside public packages, each a documented import path.
 NESTED_PUBLIC_MODULES = {
     "backends": {"memory", "redis"},
+    "metrics": {"prometheus"},
     "testing": {"backend_contract"},
 }
 
@@ -123,3 +125,25 @@ def test_backend_contract_module_exports_its_suite() -> None:
     assert set(contract.__all__) == BACKEND_CONTRACT_EXPECTED
     for name in contract.__all__:
         assert hasattr(contract, name), name
+
+
+PROMETHEUS_EXPECTED = {
+    "CHANNEL_LABEL",
+    "DELIVERY_LAG_BUCKETS",
+    "STREAM_DURATION_BUCKETS",
+    "PrometheusMetrics",
+    "metrics_app",
+    "with_metrics",
+}
+
+
+def test_prometheus_metrics_module_exports_its_names() -> None:
+    import sse_channels.metrics
+    import sse_channels.metrics.prometheus as prometheus
+
+    assert sse_channels.metrics.__all__ == []  # each library in its own module
+    assert set(prometheus.__all__) == PROMETHEUS_EXPECTED
+    for name in prometheus.__all__:
+        obj = getattr(prometheus, name)
+        if isinstance(obj, type) or callable(obj):
+            assert obj.__module__ == "sse_channels.metrics.prometheus", name
