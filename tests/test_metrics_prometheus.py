@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -12,7 +11,8 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from _asgi_helpers import make_app, wait_live
-from _servers import RawHTTPStream, open_stream, serve_in_thread
+from _metrics_scenario import EXPECTED, run_scenario
+from _servers import open_stream, serve_in_thread
 from sse_channels import ChannelStore
 from sse_channels.metrics.prometheus import PrometheusMetrics, metrics_app, with_metrics
 
@@ -52,122 +52,58 @@ def value(samples: Samples, name: str, **labels: str) -> float:
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
+#: The scenario's measurements under their Prometheus names.
+PROMETHEUS_NAMES = {
+    "streams_open": ("sse_channels_streams_open", ()),
+    "events_sent": ("sse_channels_events_sent_total", ()),
+    "events_delivered": ("sse_channels_events_delivered_total", ()),
+    "events_replayed": ("sse_channels_events_replayed_total", ()),
+    "gaps{unknown_id}": ("sse_channels_gaps_total", (("reason", "unknown_id"),)),
+    "slow_consumer_disconnects": ("sse_channels_slow_consumer_disconnects_total", ()),
+    "revocations": ("sse_channels_revocations_total", ()),
+    "write_timeouts": ("sse_channels_write_timeouts_total", ()),
+    "subscriptions_closed{revoked}": (
+        "sse_channels_subscriptions_closed_total",
+        (("reason", "revoked"),),
+    ),
+    "subscriptions_closed{slow_consumer}": (
+        "sse_channels_subscriptions_closed_total",
+        (("reason", "slow_consumer"),),
+    ),
+    "subscriptions_closed{closed}": (
+        "sse_channels_subscriptions_closed_total",
+        (("reason", "closed"),),
+    ),
+    "stream_duration.count": ("sse_channels_stream_duration_seconds_count", ()),
+    "delivery_lag.count": ("sse_channels_delivery_lag_seconds_count", ()),
+}
+
+
 async def test_a_scripted_scenario_scraped_over_http_has_every_counter_exact() -> None:
     """Connect, send, a slow consumer, a revoke, a gap, a replay, a write timeout, a leave."""
     registry = CollectorRegistry()
     store = ChannelStore(max_lag=2, metrics=PrometheusMetrics(registry=registry))
-    app = with_metrics(make_app(store, heartbeat=None, send_timeout=0.5), registry=registry)
-    streams: list[RawHTTPStream] = []
-    frank = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
 
-    async def connect(channel: str, user: str, **headers: str) -> RawHTTPStream:
-        stream = await open_stream(
-            server.host, server.port, f"/?channel={channel}", headers={"x-user": user, **headers}
-        )
-        streams.append(stream)
-        await stream.wait_comments(1)
-        return stream
+    before = parse(_exposition(registry))
+    assert value(before, "sse_channels_streams_open") == 0
+    assert value(before, "sse_channels_events_sent_total") == 0
 
-    with serve_in_thread(app, sndbuf=4096) as server:
-        try:
-            before = await scrape(server)
-            assert value(before, "sse_channels_streams_open") == 0
-            assert value(before, "sse_channels_events_sent_total") == 0
-
-            # Connect: three streams.
-            alice = await connect("news", "alice")
-            bob = await connect("news", "bob")
-            carol = await connect("ticker", "carol")
-            await wait_live(server, store, 3, 2)
-            assert value(await scrape(server), "sse_channels_streams_open") == 3
-
-            # Send: two events, each read by alice and bob before the next.
-            sent = []
-            for n in range(2):
-                sent.append(await server.arun(store.send, "news", f"n{n}"))
-                for reader in (alice, bob):
-                    assert [e.data for e in await reader.read_events(1)] == [f"n{n}"]
-
-            # A slow consumer: three events in one burst, more than max_lag=2 behind.
-            async def burst() -> None:
-                for n in range(3):
-                    await store.send("ticker", n)
-
-            await server.arun(burst)
-            await carol.read_to_end(timeout=2)
-            assert carol.ended
-            assert carol.events == []
-
-            # A revocation.
-            assert await server.acall(lambda: store.revoke(key="alice")) == 1
-            await alice.read_to_end(timeout=2)
-            assert alice.ended
-
-            # A gap (an id this store never gave), and a replay (from the first event).
-            dave = await connect("news", "dave", **{"last-event-id": "nope-1"})
-            assert [e.event for e in await dave.read_events(1)] == ["gap"]
-            erin = await connect("news", "erin", **{"last-event-id": str(sent[0].id)})
-            assert [e.data for e in await erin.read_events(1)] == ["n1"]
-
-            # A write that times out: a client that never reads. Its first event fills
-            # every buffer on the way (that write completes: uvicorn buffers it); the
-            # write of the next one waits for room and times out.
-            frank.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-            frank.connect((server.host, server.port))
-            frank.sendall(b"GET /?channel=bulk HTTP/1.1\r\nhost: x\r\nx-user: frank\r\n\r\n")
-            await wait_live(server, store, 4, 2)  # bob, dave, erin, frank
-            await server.arun(store.send, "bulk", "x" * (8 << 20))
-            await server.arun(store.send, "bulk", "y")  # frank's writer took the first already
-            await wait_live(server, store, 3, 3)
-
-            # bob leaves.
-            await bob.aclose()
-            await wait_live(server, store, 2, 2)
-            samples = await scrape(server)
-        finally:
-            frank.close()
-            for stream in streams:
-                await stream.aclose()
-
-    expected: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {
-        ("sse_channels_streams_open", ()): 2,  # dave, erin
-        ("sse_channels_events_sent_total", ()): 2 + 3 + 2,
-        # alice 2, bob 2, erin's replay 1, frank 2 (the second handed out, never written)
-        ("sse_channels_events_delivered_total", ()): 7,
-        ("sse_channels_events_replayed_total", ()): 1,
-        ("sse_channels_gaps_total", (("reason", "unknown_id"),)): 1,
-        ("sse_channels_slow_consumer_disconnects_total", ()): 1,
-        ("sse_channels_revocations_total", ()): 1,
-        ("sse_channels_write_timeouts_total", ()): 1,
-        ("sse_channels_subscriptions_closed_total", (("reason", "revoked"),)): 1,
-        ("sse_channels_subscriptions_closed_total", (("reason", "slow_consumer"),)): 1,
-        ("sse_channels_subscriptions_closed_total", (("reason", "closed"),)): 2,  # frank, bob
-        ("sse_channels_stream_duration_seconds_count", ()): 4,  # alice, bob, carol, frank
-        # written and timed: alice's and bob's two each, frank's first (erin's first write
-        # is a replay, not timed)
-        ("sse_channels_delivery_lag_seconds_count", ()): 5,
-    }
-    for key, number in expected.items():
-        assert samples.get(key, 0.0) == number, key
+    samples = await run_scenario(store, lambda app: with_metrics(app, registry=registry), scrape)
+    assert set(PROMETHEUS_NAMES) == set(EXPECTED)
+    for measurement, number in EXPECTED.items():
+        assert samples.get(PROMETHEUS_NAMES[measurement], 0.0) == number, measurement
     # Nothing else counted anything: every other counter sample is zero.
+    expected_keys = set(PROMETHEUS_NAMES.values())
     counted = {
         key
         for key, number in samples.items()
-        if key[0].endswith("_total") and number and key not in expected
+        if key[0].endswith("_total") and number and key not in expected_keys
     }
     assert counted == set()
-    assert [key for key in samples if key[0].startswith("sse_channels_backend_")] == [
-        ("sse_channels_backend_outage_seconds_count", ()),
-        ("sse_channels_backend_outage_seconds_sum", ()),
-    ] or not any(key[0].startswith("sse_channels_backend_") for key in samples)
+    assert not any(key[0].startswith("sse_channels_backend_") and n for key, n in samples.items())
     # The histograms' sums are real durations.
     assert 0 < samples[("sse_channels_delivery_lag_seconds_sum", ())] < 5 * 1.0
     assert samples[("sse_channels_stream_duration_seconds_sum", ())] > 0
-    # The statistics of the store agree with its metrics.
-    stats = store.statistics()
-    assert stats.events_delivered == 7
-    assert (stats.replayed, stats.gaps, stats.revoked) == (1, 1, 1)
-    assert stats.slow_consumer_disconnects == 1
 
 
 async def test_a_channel_label_hook_groups_channels_by_namespace() -> None:

@@ -50,7 +50,7 @@ def test_public_names_report_the_package_as_their_module() -> None:
 # Public modules inside public packages, each a documented import path.
 NESTED_PUBLIC_MODULES = {
     "backends": {"memory", "redis"},
-    "metrics": {"prometheus"},
+    "metrics": {"prometheus", "otel"},
     "testing": {"backend_contract"},
 }
 
@@ -147,3 +147,11 @@ def test_prometheus_metrics_module_exports_its_names() -> None:
         obj = getattr(prometheus, name)
         if isinstance(obj, type) or callable(obj):
             assert obj.__module__ == "sse_channels.metrics.prometheus", name
+
+
+def test_otel_metrics_module_exports_its_names() -> None:
+    import sse_channels.metrics.otel as otel
+
+    expected = {"DELIVERY_LAG_BOUNDARIES", "STREAM_DURATION_BOUNDARIES", "OpenTelemetryMetrics"}
+    assert set(otel.__all__) == expected
+    assert otel.OpenTelemetryMetrics.__module__ == "sse_channels.metrics.otel"
