@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import threading
 import time
@@ -45,6 +46,8 @@ _LOOP_FINISHED = (
 )
 
 _Listener = Callable[[Event], object]
+
+_log = logging.getLogger("sse_channels.store")
 
 
 @dataclass(frozen=True)
@@ -493,6 +496,13 @@ class ChannelStore:
             subscription.close("revoked")
             ended += 1
         self._counters.revoked += ended
+        _log.log(
+            logging.INFO if ended else logging.DEBUG,
+            "revoked %d subscription(s) (key=%r, channel=%r)",
+            ended,
+            key,
+            channel,
+        )
         return ended
 
     async def aclose(self) -> None:

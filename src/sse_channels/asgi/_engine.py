@@ -23,6 +23,7 @@ subscription being revoked, the store being closed, an exception in the app.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
 from typing import TYPE_CHECKING, Final, final
@@ -45,6 +46,8 @@ _SSE_RAW_HEADERS: Final = tuple(raw_headers())
 
 # Lifecycle: not started, streaming, ended (the subscription is released).
 _NEW, _OPEN, _DONE = 0, 1, 2
+
+_log = logging.getLogger("sse_channels.asgi")
 
 
 @final
@@ -74,8 +77,10 @@ class EventStream:
 
     __slots__ = (
         "_cancel",
+        "_client",
         "_ends",
         "_error",
+        "_expiry",
         "_heartbeat",
         "_last_write",
         "_sending_since",
@@ -107,6 +112,10 @@ class EventStream:
             lifetime = ends_in if lifetime is None else min(lifetime, ends_in)
         self._last_write = now = time.monotonic()
         self._ends = None if lifetime is None else now + lifetime
+        #: When the credential behind it expires (``ends_in``), for the log.
+        self._expiry = None if ends_in is None else now + ends_in
+        #: The client's address, for the log (known when served).
+        self._client: str | None = None
         self._sending_since: float | None = None
         self._waiting = False
         self._heartbeat: anyio.Event | None = None  # set while the watchdog writes one
@@ -153,6 +162,9 @@ class EventStream:
                 )
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             return
+        client = scope.get("client")
+        if client:
+            self._client = f"{client[0]}:{client[1]}" if len(client) > 1 else str(client[0])
         self._open()
         try:
             async with anyio.create_task_group() as group:
@@ -279,6 +291,12 @@ class EventStream:
             done.set()
 
     def _time_out(self) -> None:
+        _log.info(
+            "gave up on client %s: a write took longer than send_timeout (%s s); channels %s",
+            self._client or "(unknown)",
+            self.options.send_timeout,
+            self.subscription.channels,
+        )
         # Released now, even if the server shields its socket write from cancellation
         # (hypercorn does) and send() stays blocked.
         self.subscription.close()
@@ -377,6 +395,13 @@ class EventStream:
 
     def _open(self) -> None:
         self._state = _OPEN
+        if _log.isEnabledFor(logging.DEBUG):
+            _log.debug(
+                "stream opened: client %s, channels %s, last event id %r",
+                self._client or "(unknown)",
+                self.subscription.channels + list(self.subscription.patterns),
+                self.subscription.last_event_id,
+            )
         observer = self.options.observer
         if observer is not None:
             observer.opened(self.subscription)
@@ -389,6 +414,7 @@ class EventStream:
         self._disarm()
         self.subscription.close()
         if self._state == _OPEN:
+            self._log_end()
             observer = self.options.observer
             if observer is not None:
                 observer.closed(self.subscription)
@@ -397,6 +423,22 @@ class EventStream:
                 metrics.closed(self.subscription)
         self._state = _DONE
         self._unwritten = None
+
+    def _log_end(self) -> None:
+        expiry = self._expiry
+        if expiry is not None and time.monotonic() >= expiry:
+            _log.info(
+                "stream ended: the credential behind it expired (client %s, channels %s)",
+                self._client or "(unknown)",
+                self.subscription.channels,
+            )
+        elif _log.isEnabledFor(logging.DEBUG):
+            _log.debug(
+                "stream closed: client %s, reason %s, last event id %r",
+                self._client or "(unknown)",
+                self.subscription.close_reason,
+                self.subscription.last_event_id,
+            )
 
     async def aclose(self) -> None:
         """Stop streaming and release the subscription; idempotent.
