@@ -88,9 +88,9 @@ class ChannelStore:
         serializer: turns non-``str`` data into text; default compact JSON.
         metrics: told what happens, for metrics: a
             [PrometheusMetrics][sse_channels.metrics.prometheus.PrometheusMetrics] or an
-            [OpenTelemetryMetrics][sse_channels.metrics.otel.OpenTelemetryMetrics]
-            (see [Metrics](../metrics.md)); ``None`` (the default): nothing is measured,
-            and no metrics module is imported.
+            [OpenTelemetryMetrics][sse_channels.metrics.otel.OpenTelemetryMetrics];
+            its subscriptions, their streams and the backend report to it too. ``None``
+            (the default): nothing is measured, and no metrics module is imported.
 
     Raises:
         ValueError: ``history`` below 1, ``history_ttl`` or ``max_lag`` not positive.
