@@ -114,8 +114,8 @@ class EventStream:
         self._ends = None if lifetime is None else now + lifetime
         #: When the credential behind it expires (``ends_in``), for the log.
         self._expiry = None if ends_in is None else now + ends_in
-        #: The client's address, for the log (known when served).
-        self._client: str | None = None
+        #: The scope's ``client`` (host, port), for the log (known when served).
+        self._client: tuple[str, int] | None = None
         self._sending_since: float | None = None
         self._waiting = False
         self._heartbeat: anyio.Event | None = None  # set while the watchdog writes one
@@ -162,9 +162,7 @@ class EventStream:
                 )
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             return
-        client = scope.get("client")
-        if client:
-            self._client = f"{client[0]}:{client[1]}" if len(client) > 1 else str(client[0])
+        self._client = scope.get("client")  # formatted only if a line is logged
         self._open()
         try:
             async with anyio.create_task_group() as group:
@@ -293,7 +291,7 @@ class EventStream:
     def _time_out(self) -> None:
         _log.info(
             "gave up on client %s: a write took longer than send_timeout (%s s); channels %s",
-            self._client or "(unknown)",
+            self._address(),
             self.options.send_timeout,
             self.subscription.channels,
         )
@@ -398,7 +396,7 @@ class EventStream:
         if _log.isEnabledFor(logging.DEBUG):
             _log.debug(
                 "stream opened: client %s, channels %s, last event id %r",
-                self._client or "(unknown)",
+                self._address(),
                 self.subscription.channels + list(self.subscription.patterns),
                 self.subscription.last_event_id,
             )
@@ -424,18 +422,24 @@ class EventStream:
         self._state = _DONE
         self._unwritten = None
 
+    def _address(self) -> str:
+        client = self._client
+        if not client:
+            return "(unknown)"
+        return f"{client[0]}:{client[1]}" if len(client) > 1 else str(client[0])
+
     def _log_end(self) -> None:
         expiry = self._expiry
         if expiry is not None and time.monotonic() >= expiry:
             _log.info(
                 "stream ended: the credential behind it expired (client %s, channels %s)",
-                self._client or "(unknown)",
+                self._address(),
                 self.subscription.channels,
             )
         elif _log.isEnabledFor(logging.DEBUG):
             _log.debug(
                 "stream closed: client %s, reason %s, last event id %r",
-                self._client or "(unknown)",
+                self._address(),
                 self.subscription.close_reason,
                 self.subscription.last_event_id,
             )
