@@ -201,3 +201,73 @@ def connect(dsn: str, **options: Any) -> Any:
 
 def database_of(dsn: str) -> str:
     return str(conninfo_to_dict(dsn).get("dbname", ""))
+
+
+# -- a server process on a shared database (for test_postgres_multiprocess.py) ---------------
+
+#: Environment of ``make_app``: the DSN and schema the server processes share.
+APP_DSN_ENV = "SSE_CHANNELS_TEST_APP_POSTGRES_DSN"
+APP_SCHEMA_ENV = "SSE_CHANNELS_TEST_APP_SCHEMA"
+#: The ``application_name`` the server processes give their backend (``pg_stat_activity``).
+APP_NAME = "sse-mp-server"
+
+
+def make_app() -> Any:
+    """An ASGI app on a PostgreSQL-backed store: ``uvicorn --factory _postgres:make_app``.
+
+    - ``GET /events?channel=a,b``: the event stream (``Last-Event-ID`` resumes);
+    - ``POST /send?channel=a&data=x``: send one event, answer its id;
+    - ``GET /stats``: the store's statistics as JSON, with the process id;
+    - ``GET /``: ``ok`` (the readiness probe).
+    """
+    import json
+    from urllib.parse import parse_qs
+
+    from sse_channels import ChannelStore
+    from sse_channels.asgi import SSEApp
+    from sse_channels.backends.postgres import PostgresBackend
+
+    # History longer than any test sends: a server slowed down by a busy machine must not
+    # find its next events trimmed (that would rightly be a gap, not what is tested).
+    backend = PostgresBackend(
+        os.environ[APP_DSN_ENV],
+        schema=os.environ[APP_SCHEMA_ENV],
+        maxlen=20_000,
+        application_name=APP_NAME,
+    )
+    store = ChannelStore(backend=backend, history=20_000)
+
+    def query(scope: Any) -> dict[str, str]:
+        pairs = parse_qs(scope["query_string"].decode(), keep_blank_values=True)
+        return {name: values[-1] for name, values in pairs.items()}
+
+    events = SSEApp(store, lambda scope: query(scope)["channel"].split(","), heartbeat=5.0)
+
+    async def respond(send: Any, body: bytes) -> None:
+        headers = [(b"content-type", b"text/plain"), (b"content-length", b"%d" % len(body))]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await receive()  # lifespan.startup
+            async with store:
+                await send({"type": "lifespan.startup.complete"})
+                await receive()  # lifespan.shutdown
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        path = scope["path"]
+        if path == "/events":
+            await events(scope, receive, send)
+        elif path == "/send":
+            params = query(scope)
+            event = await store.send(params["channel"], params["data"])
+            await respond(send, (event.id or "").encode())
+        elif path == "/stats":
+            stats = store.statistics()
+            body = {"pid": os.getpid(), "backend": stats.backend, "subscribers": stats.subscribers}
+            await respond(send, json.dumps(body).encode())
+        else:
+            await respond(send, b"ok")
+
+    return app
