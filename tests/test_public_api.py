@@ -48,7 +48,7 @@ def test_public_names_report_the_package_as_their_module() -> None:
 
 # Public modules inside public packages, each a documented import path.
 NESTED_PUBLIC_MODULES = {
-    "backends": {"memory", "redis"},
+    "backends": {"memory", "postgres", "redis"},
     "testing": {"backend_contract"},
 }
 
@@ -123,3 +123,11 @@ def test_backend_contract_module_exports_its_suite() -> None:
     assert set(contract.__all__) == BACKEND_CONTRACT_EXPECTED
     for name in contract.__all__:
         assert hasattr(contract, name), name
+
+
+def test_postgres_backend_package_exports_its_curated_names() -> None:
+    import sse_channels.backends.postgres as postgres
+
+    assert postgres.__all__ == ["PostgresBackend", "schema_sql", "send_in", "send_in_async"]
+    for name in postgres.__all__:
+        assert getattr(postgres, name).__module__ == "sse_channels.backends.postgres", name
