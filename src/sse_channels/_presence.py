@@ -480,6 +480,11 @@ class Presence:
                 self._wake = anyio.Event()
                 await self._wake.wait()
                 continue
+            if self.store.closed:
+                # Nothing can be announced any more: removing members silently would leave
+                # other processes' lists wrong. They expire instead (see aclose()).
+                self._ops.clear()
+                continue
             op, session, meta = self._ops[0]
             try:
                 await self._apply(op, session, meta)
@@ -591,12 +596,13 @@ class Presence:
         """
         if self._closed:
             return
-        for session, _ in list(self._sessions.values()):
-            session.leave()
+        clean = not self.store.closed
+        if clean:
+            for session, _ in list(self._sessions.values()):
+                session.leave()
         self._closed = True
         self._unregister()
         group, self._task_group = self._task_group, None
-        clean = not self.store.closed
         try:
             if group is not None:
                 if clean:

@@ -314,12 +314,13 @@ class NetworkedPresenceContract(PresenceContract):
         async with self.process(make_presence, make_store_backend) as one:
             store = ChannelStore(make_store_backend())
             gone = Presence(store, make_presence())
-            async with store:
-                await gone.__aenter__()
+            async with store, gone:
                 gone.join("room", "dora")
                 await gone.flush()
-            # Its store closed first: nothing can be announced, so it leaves them to expire.
-            await gone.aclose()
+                # The process stops: its store first, so nothing can be announced, and the
+                # presence leaves its members to expire.
+                await store.aclose()
+            assert gone.closed
             assert await one.count("room") == 1
             async with one.store.subscribe("presence:room") as feed:
                 view = await follow_until(feed, PresenceView(), lambda v: "dora" in v.members)
