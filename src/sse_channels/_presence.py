@@ -364,7 +364,9 @@ class Presence:
         self._idle = anyio.Event()
         self._idle.set()
         self._dirty_counts: set[str] = set()
-        self._task_group: TaskGroup | None = None
+        self._task_group: TaskGroup | None = None  # while it runs
+        self._group: TaskGroup | None = None  # until the block of ``async with`` ends
+        self._worker: anyio.CancelScope | None = None
         self._closed = False
         self._errors = 0
         self._last_error: str | None = None
@@ -473,6 +475,10 @@ class Presence:
     # -- the worker --------------------------------------------------------------------
 
     async def _work(self) -> None:
+        with anyio.CancelScope() as self._worker:
+            await self._work_until_cancelled()
+
+    async def _work_until_cancelled(self) -> None:
         backoff = 0.05
         while True:
             if not self._ops:
@@ -576,7 +582,7 @@ class Presence:
             group.cancel_scope.cancel()
             await group.__aexit__(None, None, None)
             raise
-        self._task_group = group
+        self._task_group = self._group = group
         return self
 
     async def __aexit__(
@@ -585,14 +591,22 @@ class Presence:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self.aclose()
+        try:
+            await self.aclose()
+        finally:
+            group, self._group = self._group, None
+            if group is not None:
+                group.cancel_scope.cancel()
+                await group.__aexit__(None, None, None)
 
     async def aclose(self, *, timeout: float = 5.0) -> None:
         """Leave with every session of this process, announce it, and stop; idempotent.
 
         If the store is closed already, nothing can be announced: the connections are left
         to expire (a networked backend's other processes announce the leaves within its
-        bound). Waits at most ``timeout`` seconds for the backend.
+        bound). Waits at most ``timeout`` seconds for the backend. Safe to call from any
+        task (``close_on_signal`` does); the block of ``async with`` ends the worker's task
+        group.
         """
         if self._closed:
             return
@@ -602,15 +616,15 @@ class Presence:
                 session.leave()
         self._closed = True
         self._unregister()
-        group, self._task_group = self._task_group, None
+        running, self._task_group = self._task_group, None
         try:
-            if group is not None:
+            if running is not None:
                 if clean:
                     with anyio.move_on_after(timeout, shield=True):
                         await self.flush()
                 clean = clean and not self._ops
-                group.cancel_scope.cancel()
-                await group.__aexit__(None, None, None)
+                if self._worker is not None:  # not the group: it hosts the caller's block
+                    self._worker.cancel()
         finally:
             with anyio.CancelScope(shield=True):
                 await self.backend.aclose(clean=clean)

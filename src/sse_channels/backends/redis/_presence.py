@@ -91,6 +91,7 @@ class RedisPresence:
         #: (channel, connection) -> (member, meta) of what this process has added.
         self._local: dict[tuple[str, str], tuple[str, str]] = {}
         self._beats = 0
+        self._beating: anyio.CancelScope | None = None
         self._expired = 0
         self._registered_again = 0
         self._errors = 0
@@ -190,6 +191,10 @@ class RedisPresence:
             self._announce(change)
 
     async def _beat_forever(self) -> None:
+        with anyio.CancelScope() as self._beating:
+            await self._beat_until_cancelled()
+
+    async def _beat_until_cancelled(self) -> None:
         while True:
             await anyio.sleep(self._interval)
             try:
@@ -210,6 +215,8 @@ class RedisPresence:
         }
 
     async def aclose(self, *, clean: bool = True) -> None:
+        if self._beating is not None:
+            self._beating.cancel()
         client, self._client = self._client, None
         if client is None:
             return
