@@ -4,7 +4,16 @@ import sse_channels
 
 EXPECTED = {
     "GAP_EVENT",
+    "PRESENCE_PREFIX",
     "ChannelStore",
+    "InvalidMemberError",
+    "MemoryPresence",
+    "MetadataTooLargeError",
+    "Presence",
+    "PresenceBackend",
+    "PresenceChange",
+    "PresenceSession",
+    "PresenceView",
     "StoreStatistics",
     "Subscription",
     "RESERVED_EVENT_NAMES",
@@ -49,7 +58,7 @@ def test_public_names_report_the_package_as_their_module() -> None:
 # Public modules inside public packages, each a documented import path.
 NESTED_PUBLIC_MODULES = {
     "backends": {"memory", "postgres", "redis"},
-    "testing": {"backend_contract"},
+    "testing": {"backend_contract", "presence_contract"},
 }
 
 

@@ -29,10 +29,12 @@ from typing import TYPE_CHECKING, Final, final
 
 import anyio
 
-from .._exceptions import SlowConsumerError
+from .._exceptions import SlowConsumerError, StoreClosedError
+from .._presence import PRESENCE_PREFIX
 from ._http import HEARTBEAT, raw_headers
 
 if TYPE_CHECKING:
+    from .._presence import PresenceSession
     from .._subscription import Subscription
     from .._types import Message, Receive, Scope, Send
     from ._options import StreamOptions
@@ -76,6 +78,7 @@ class EventStream:
         "_error",
         "_heartbeat",
         "_last_write",
+        "_member",
         "_sending_since",
         "_state",
         "_timer",
@@ -110,6 +113,7 @@ class EventStream:
         self._cancel: anyio.CancelScope | None = None
         self._error: Exception | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._member: PresenceSession | None = None
         self._state = _NEW
 
     @property
@@ -359,11 +363,26 @@ class EventStream:
         observer = self.options.observer
         if observer is not None:
             observer.opened(self.subscription)
+        presence = self.options.presence
+        key = self.subscription.key
+        if presence is not None and key is not None:
+            rooms = [c for c in self.subscription.channels if not c.startswith(PRESENCE_PREFIX)]
+            try:
+                if rooms:
+                    self._member = presence.join(rooms, key)
+            except StoreClosedError:
+                pass  # shutting down: the store closes next, and the stream ends
+            except BaseException:
+                self.close()  # a key that is no member id: refused, nothing held
+                raise
 
     def close(self) -> None:
         """Stop streaming and release the subscription now; idempotent, never blocks."""
         self._disarm()
         self.subscription.close()
+        member, self._member = self._member, None
+        if member is not None:
+            member.leave()  # never blocks; the presence's worker tells the backend
         if self._state == _OPEN:
             observer = self.options.observer
             if observer is not None:
