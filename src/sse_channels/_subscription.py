@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from ._cursor import Cursor
     from ._event import Event
     from ._snapshots import SnapshotPlan
+    from ._observe import Observer
 
 __all__ = [
     "ReplayPlan",
@@ -40,6 +41,7 @@ __all__ = [
     "Subscription",
     "cursors",
     "follow",
+    "observer_of",
     "record",
     "wait",
 ]
@@ -60,6 +62,8 @@ class StoreLink(Protocol):
 
     #: The store's counters; a subscription adds to them where it hands a batch out.
     counters: Counters
+    #: Told what the subscription hands out and when it ends; ``None``: no metrics.
+    observer: Observer | None
 
     def gap_event(self, channel: Channel, reason: str, key: int) -> Event:
         """A gap signal on ``channel`` standing at ordering key ``key``."""
@@ -298,6 +302,9 @@ class Subscription:
             if gap is None and not dropped and not coalesced and not cursor.channel.has_gap_events:
                 if events:
                     self._counters.events_delivered += len(events)
+                    observer = self._link.observer
+                    if observer is not None:
+                        observer.delivered(self, cursor.channel.name, len(events))
                 return events
             keyed: list[tuple[int, Event]] = []
             signals = self._add(keyed, cursor, events, gap)
@@ -347,6 +354,9 @@ class Subscription:
         counters.dropped += dropped
         counters.coalesced += coalesced
         counters.replayed += replayed
+        observer = self._link.observer
+        if observer is not None and batch:
+            observer.handed_out(self, batch, replayed)
         return batch
 
     async def _replay(self) -> list[Event]:
@@ -456,6 +466,9 @@ class Subscription:
             channel.parked.pop(waiter, None)
         self._link.release(self, channels)
         waiter.ring(None)
+        observer = self._link.observer
+        if observer is not None:
+            observer.ended(self)
 
     async def aclose(self) -> None:
         """End the subscription and release its channels; a waiting reader stops.
@@ -524,6 +537,11 @@ def follow(subscription: Subscription, cursor: Cursor) -> None:
     subscription._cursors.append(cursor)
     if subscription._waiter.pending is not None:  # waiting on its other channels (or none)
         cursor.channel.parked[subscription._waiter] = None
+
+
+def observer_of(subscription: Subscription) -> Observer | None:
+    """The observer of the subscription's store (its metrics), or ``None``."""
+    return subscription._link.observer
 
 
 def cursors(subscription: Subscription) -> list[Cursor]:
