@@ -5,6 +5,7 @@ import sse_channels
 EXPECTED = {
     "GAP_EVENT",
     "ChannelStore",
+    "CredentialExpiredError",
     "StoreStatistics",
     "Subscription",
     "RESERVED_EVENT_NAMES",

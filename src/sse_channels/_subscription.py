@@ -46,7 +46,7 @@ __all__ = [
 SlowConsumerPolicy = Literal["disconnect", "drop_oldest"]
 
 # Why a subscription ended; ``None`` while it is open.
-CloseReason = Literal["closed", "store_closed", "revoked", "slow_consumer"]
+CloseReason = Literal["closed", "store_closed", "revoked", "slow_consumer", "expired"]
 
 #: What a resumed subscription does at its first read: ``(fetches, gaps)``, the
 #: ``(cursor, after, through)`` ranges to read from the backend's history, and the
@@ -140,7 +140,8 @@ class Subscription:
         self._max_lag = max_lag
         self._waiter = Waiter()
         #: Why the subscription ended (``"closed"``, ``"store_closed"``, ``"revoked"``,
-        #: ``"slow_consumer"``), or ``None`` while it is open.
+        #: ``"slow_consumer"``, ``"expired"``: the stream's credential expired), or
+        #: ``None`` while it is open.
         self.close_reason: CloseReason | None = None
         #: The key given to ``subscribe()`` (e.g. a user id), used to revoke it.
         self.key = key

@@ -30,9 +30,12 @@ from typing import TYPE_CHECKING, Final, final
 import anyio
 
 from .._exceptions import SlowConsumerError
+from ._expiry import expiry_chunk, seconds_left
 from ._http import HEARTBEAT, raw_headers
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from .._subscription import Subscription
     from .._types import Message, Receive, Scope, Send
     from ._options import StreamOptions
@@ -57,7 +60,9 @@ class EventStream:
     and a comment heartbeat after ``options.heartbeat`` seconds without a write (only
     between batches, so an event is never split). It ends the response normally when the
     subscription ends (revoked, store closed, slow consumer: the client then reconnects
-    and resumes) or its lifetime has passed; it stops at once, without finishing the
+    and resumes), its lifetime has passed, or its credential expired (``expires``: it
+    ends with a ``retry:`` hint, the subscription's ``close_reason`` is ``"expired"``,
+    and the browser reconnects and is authorised again); it stops at once, without finishing the
     response, when the client disconnects, when ``send`` raises ``OSError``, or when one
     write has not completed within ``options.send_timeout`` seconds.
 
@@ -66,14 +71,23 @@ class EventStream:
         options: how it behaves (validated already).
         status: the HTTP status (when served).
         headers: the ASGI raw headers (when served); the SSE headers by default.
-        ends_in: seconds after which it must end whatever its ``max_lifetime``, e.g. when
-            the credential that opened it expires; the earlier of the two wins.
+        ends_in: seconds after which it must end whatever its ``max_lifetime``; the
+            earlier of the two wins.
+        expires: when the credential that opened it expires (a timezone-aware
+            ``datetime``, e.g. from a JWT's ``exp``): it ends then, cleanly, with a
+            ``retry:`` of ``options.retry`` or [EXPIRY_RETRY][sse_channels.asgi.EXPIRY_RETRY]
+            ms, unless its lifetime ends it first.
+
+    Raises:
+        CredentialExpiredError: ``expires`` is not in the future.
+        TypeError, ValueError: ``expires`` is not a timezone-aware ``datetime``.
     """
 
     __slots__ = (
         "_cancel",
         "_ends",
         "_error",
+        "_farewell",
         "_heartbeat",
         "_last_write",
         "_sending_since",
@@ -94,6 +108,7 @@ class EventStream:
         status: int = 200,
         headers: list[tuple[bytes, bytes]] | tuple[tuple[bytes, bytes], ...] = _SSE_RAW_HEADERS,
         ends_in: float | None = None,
+        expires: datetime | None = None,
     ) -> None:
         self.subscription = subscription
         self.options = options
@@ -102,6 +117,13 @@ class EventStream:
         lifetime = options.lifetime()
         if ends_in is not None:
             lifetime = ends_in if lifetime is None else min(lifetime, ends_in)
+        #: The last chunk when the end is the credential's expiry; ``None``: it is not.
+        self._farewell: bytes | None = None
+        if expires is not None:
+            left = seconds_left(expires)
+            if lifetime is None or left <= lifetime:
+                lifetime = left
+                self._farewell = expiry_chunk(options.retry)
         self._last_write = now = time.monotonic()
         self._ends = None if lifetime is None else now + lifetime
         self._sending_since: float | None = None
@@ -166,6 +188,9 @@ class EventStream:
                     await self._send(send, _body(self.options.opening))
                     while (chunk := await self._next_batch()) is not None:
                         await self._send(send, _body(chunk))
+                    if self.subscription.close_reason == "expired":
+                        assert self._farewell is not None
+                        await self._send(send, _body(self._farewell))
                     end = {"type": "http.response.body", "body": b"", "more_body": False}
                     await self._send(send, end)
                 except OSError:
@@ -226,10 +251,9 @@ class EventStream:
                 ends = self._ends
                 if ends is not None:
                     if now >= ends:
-                        self._ends = None
                         # The writer finishes its current write, finds the subscription
                         # ended, and ends the response cleanly.
-                        self.subscription.close()
+                        self._reach_end()
                     else:
                         wake = min(wake, ends)
                 if heartbeat is not None:
@@ -318,7 +342,7 @@ class EventStream:
         if ends is not None:
             left = ends - time.monotonic()
             if left <= 0:
-                return None
+                return self._reach_end()
             wait = min(wait, left)
         if wait == math.inf:
             return await self._next_batch()
@@ -327,7 +351,7 @@ class EventStream:
         with anyio.move_on_after(wait):
             return await self._next_batch()
         if ends is not None and time.monotonic() >= ends:
-            return None
+            return self._reach_end()
         return HEARTBEAT
 
     def _arm(self) -> None:
@@ -353,6 +377,13 @@ class EventStream:
         task.cancel()  # the framework's write is stuck in send(): end its response
 
     # -- both ------------------------------------------------------------------------------
+
+    def _reach_end(self) -> bytes | None:
+        """The lifetime or the credential ran out: end the subscription; the last chunk."""
+        self._ends = None
+        farewell = self._farewell
+        self.subscription.close("closed" if farewell is None else "expired")
+        return farewell
 
     def _open(self) -> None:
         self._state = _OPEN
