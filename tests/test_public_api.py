@@ -6,6 +6,7 @@ EXPECTED = {
     "GAP_EVENT",
     "PRESENCE_PREFIX",
     "ChannelStore",
+    "CredentialExpiredError",
     "InvalidMemberError",
     "MemoryPresence",
     "MetadataTooLargeError",

@@ -49,7 +49,7 @@ __all__ = [
 SlowConsumerPolicy = Literal["disconnect", "drop_oldest"]
 
 # Why a subscription ended; ``None`` while it is open.
-CloseReason = Literal["closed", "store_closed", "revoked", "slow_consumer"]
+CloseReason = Literal["closed", "store_closed", "revoked", "slow_consumer", "expired"]
 
 #: What a resumed subscription does at its first read: ``(fetches, gaps)``, the
 #: ``(cursor, after, through)`` ranges to read from the backend's history, and the
@@ -149,7 +149,8 @@ class Subscription:
         #: The snapshot channels it reads (see ``_snapshots.py``), or ``None``: the common case.
         self._snapshots = snapshots
         #: Why the subscription ended (``"closed"``, ``"store_closed"``, ``"revoked"``,
-        #: ``"slow_consumer"``), or ``None`` while it is open.
+        #: ``"slow_consumer"``, ``"expired"``: the stream's credential expired), or
+        #: ``None`` while it is open.
         self.close_reason: CloseReason | None = None
         #: The key given to ``subscribe()`` (e.g. a user id), used to revoke it.
         self.key = key

@@ -32,9 +32,12 @@ import anyio
 from .._exceptions import SlowConsumerError, StoreClosedError
 from .._presence import PRESENCE_PREFIX
 from .._subscription import observer_of
+from ._expiry import expiry_chunk, seconds_left
 from ._http import HEARTBEAT, raw_headers
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from .._event import Event
     from .._presence import PresenceSession
     from .._subscription import Subscription
@@ -61,7 +64,9 @@ class EventStream:
     and a comment heartbeat after ``options.heartbeat`` seconds without a write (only
     between batches, so an event is never split). It ends the response normally when the
     subscription ends (revoked, store closed, slow consumer: the client then reconnects
-    and resumes) or its lifetime has passed; it stops at once, without finishing the
+    and resumes), its lifetime has passed, or its credential expired (``expires``: it
+    ends with a ``retry:`` hint, the subscription's ``close_reason`` is ``"expired"``,
+    and the browser reconnects and is authorised again); it stops at once, without finishing the
     response, when the client disconnects, when ``send`` raises ``OSError``, or when one
     write has not completed within ``options.send_timeout`` seconds.
 
@@ -70,14 +75,23 @@ class EventStream:
         options: how it behaves (validated already).
         status: the HTTP status (when served).
         headers: the ASGI raw headers (when served); the SSE headers by default.
-        ends_in: seconds after which it must end whatever its ``max_lifetime``, e.g. when
-            the credential that opened it expires; the earlier of the two wins.
+        ends_in: seconds after which it must end whatever its ``max_lifetime``; the
+            earlier of the two wins.
+        expires: when the credential that opened it expires (a timezone-aware
+            ``datetime``, e.g. from a JWT's ``exp``): it ends then, cleanly, with a
+            ``retry:`` of ``options.retry`` or [EXPIRY_RETRY][sse_channels.asgi.EXPIRY_RETRY]
+            ms, unless its lifetime ends it first.
+
+    Raises:
+        CredentialExpiredError: ``expires`` is not in the future.
+        TypeError, ValueError: ``expires`` is not a timezone-aware ``datetime``.
     """
 
     __slots__ = (
         "_cancel",
         "_ends",
         "_error",
+        "_farewell",
         "_heartbeat",
         "_last_write",
         "_member",
@@ -100,6 +114,7 @@ class EventStream:
         status: int = 200,
         headers: list[tuple[bytes, bytes]] | tuple[tuple[bytes, bytes], ...] = _SSE_RAW_HEADERS,
         ends_in: float | None = None,
+        expires: datetime | None = None,
     ) -> None:
         self.subscription = subscription
         self.options = options
@@ -108,6 +123,13 @@ class EventStream:
         lifetime = options.lifetime()
         if ends_in is not None:
             lifetime = ends_in if lifetime is None else min(lifetime, ends_in)
+        #: The last chunk when the end is the credential's expiry; ``None``: it is not.
+        self._farewell: bytes | None = None
+        if expires is not None:
+            left = seconds_left(expires)
+            if lifetime is None or left <= lifetime:
+                lifetime = left
+                self._farewell = expiry_chunk(options.retry)
         self._last_write = now = time.monotonic()
         self._ends = None if lifetime is None else now + lifetime
         self._sending_since: float | None = None
@@ -178,6 +200,9 @@ class EventStream:
                         await self._send(send, _body(_join(batch)))
                         if metrics is not None:
                             metrics.written(self.subscription, batch)
+                    if self.subscription.close_reason == "expired":
+                        assert self._farewell is not None
+                        await self._send(send, _body(self._farewell))
                     end = {"type": "http.response.body", "body": b"", "more_body": False}
                     await self._send(send, end)
                 except OSError:
@@ -236,10 +261,9 @@ class EventStream:
                 ends = self._ends
                 if ends is not None:
                     if now >= ends:
-                        self._ends = None
                         # The writer finishes its current write, finds the subscription
                         # ended, and ends the response cleanly.
-                        self.subscription.close()
+                        self._reach_end()
                     else:
                         wake = min(wake, ends)
                 if heartbeat is not None:
@@ -336,7 +360,7 @@ class EventStream:
         if ends is not None:
             left = ends - time.monotonic()
             if left <= 0:
-                return None
+                return self._reach_end()
             wait = min(wait, left)
         if wait == math.inf:
             return self._chunk(await self._next_events())
@@ -345,7 +369,7 @@ class EventStream:
         with anyio.move_on_after(wait):
             return self._chunk(await self._next_events())
         if ends is not None and time.monotonic() >= ends:
-            return None
+            return self._reach_end()
         return HEARTBEAT
 
     def _chunk(self, batch: list[Event] | None) -> bytes | None:
@@ -378,6 +402,13 @@ class EventStream:
         task.cancel()  # the framework's write is stuck in send(): end its response
 
     # -- both ------------------------------------------------------------------------------
+
+    def _reach_end(self) -> bytes | None:
+        """The lifetime or the credential ran out: end the subscription; the last chunk."""
+        self._ends = None
+        farewell = self._farewell
+        self.subscription.close("closed" if farewell is None else "expired")
+        return farewell
 
     def _open(self) -> None:
         self._state = _OPEN
