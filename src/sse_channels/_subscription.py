@@ -31,8 +31,8 @@ if TYPE_CHECKING:
     from ._counters import Counters
     from ._cursor import Cursor
     from ._event import Event
-    from ._snapshots import SnapshotPlan
     from ._observe import Observer
+    from ._snapshots import SnapshotPlan
 
 __all__ = [
     "ReplayPlan",
