@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import socket
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from anyio.abc import SocketAttribute
@@ -116,7 +117,8 @@ async def test_a_stream_ended_by_its_credential_expiry_is_logged_at_info(
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="sse_channels.asgi")
     async with ChannelStore() as store:
-        response = EventStreamResponse(store.subscribe("news"), heartbeat=None, ends_in=0.1)
+        expires = datetime.now(timezone.utc) + timedelta(seconds=0.1)
+        response = EventStreamResponse(store.subscribe("news"), heartbeat=None, expires=expires)
         async with connect_sse(response) as stream:
             await stream.wait_finished(timeout=2)
         lifetime = EventStreamResponse(store.subscribe("news"), heartbeat=None, max_lifetime=0.1)

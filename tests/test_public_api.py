@@ -4,7 +4,17 @@ import sse_channels
 
 EXPECTED = {
     "GAP_EVENT",
+    "PRESENCE_PREFIX",
     "ChannelStore",
+    "CredentialExpiredError",
+    "InvalidMemberError",
+    "MemoryPresence",
+    "MetadataTooLargeError",
+    "Presence",
+    "PresenceBackend",
+    "PresenceChange",
+    "PresenceSession",
+    "PresenceView",
     "StoreStatistics",
     "Subscription",
     "RESERVED_EVENT_NAMES",
@@ -49,9 +59,9 @@ def test_public_names_report_the_package_as_their_module() -> None:
 
 # Public modules inside public packages, each a documented import path.
 NESTED_PUBLIC_MODULES = {
-    "backends": {"memory", "redis"},
+    "backends": {"memory", "postgres", "redis"},
     "metrics": {"prometheus", "otel"},
-    "testing": {"backend_contract"},
+    "testing": {"backend_contract", "presence_contract"},
 }
 
 
@@ -125,6 +135,14 @@ def test_backend_contract_module_exports_its_suite() -> None:
     assert set(contract.__all__) == BACKEND_CONTRACT_EXPECTED
     for name in contract.__all__:
         assert hasattr(contract, name), name
+
+
+def test_postgres_backend_package_exports_its_curated_names() -> None:
+    import sse_channels.backends.postgres as postgres
+
+    assert postgres.__all__ == ["PostgresBackend", "schema_sql", "send_in", "send_in_async"]
+    for name in postgres.__all__:
+        assert getattr(postgres, name).__module__ == "sse_channels.backends.postgres", name
 
 
 PROMETHEUS_EXPECTED = {

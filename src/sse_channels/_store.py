@@ -23,6 +23,7 @@ from ._event import Event, trusted_event
 from ._exceptions import StoreClosedError, SubscriptionClosed
 from ._gaps import GAP_EVENT, gap_event
 from ._pattern import compile_pattern, is_pattern
+from ._snapshots import SnapshotPlan, SnapshotProvider
 from ._subscription import SlowConsumerPolicy, Subscription, follow
 from .backends.memory import MemoryBackend
 
@@ -124,6 +125,7 @@ class ChannelStore:
         self._channels: dict[str, Channel] = {}
         self._patterns: dict[str, tuple[Callable[[str], bool], WeakSet[Subscription]]] = {}
         self._subscriptions: WeakSet[Subscription] = WeakSet()
+        self._snapshots: dict[str, tuple[Callable[[str], bool], SnapshotProvider, str]] = {}
         self._closed = False
         self._started = False
         self._starting: anyio.Event | None = None
@@ -158,6 +160,51 @@ class ChannelStore:
             if existing.ttl is not None and existing.times is None:
                 # Their real age is unknown: count it from now rather than drop them all.
                 existing.times = [time.monotonic()] * len(existing.events)
+
+    def provide_snapshot(
+        self, channels: str, provider: SnapshotProvider, *, event: str = "snapshot"
+    ) -> Callable[[], None]:
+        """Make ``channels`` snapshot channels: readers get their state first, and after gaps.
+
+        For a channel whose events are changes to some state (presence's joins and leaves),
+        a reader that missed changes cannot rebuild the state. A subscription to a channel
+        that ``channels`` names (or matches, with ``*``) then hands out a snapshot event of
+        type ``event``, with data ``await provider(channel)``:
+
+        - first, when it starts live (no ``last_event_id``); its id is the store's newest
+          key when it subscribed, so a reader that resumes from it gets every change made
+          since (a change already in the snapshot may come again: make applying a change
+          twice harmless);
+        - in place of each gap signal on the channel (a resume that history cannot cover,
+          a trimmed log, a ``drop_oldest`` skip, events a backend lost), with the gap's id.
+
+        A resume that history covers gets the changes it missed and no snapshot. A provider
+        that returns ``None`` sends nothing (a gap then stays a gap); one that raises makes
+        the read raise. Channels a pattern subscription meets later get no snapshot.
+
+        Returns:
+            The function that unregisters the provider.
+
+        Raises:
+            ValueError, TypeError: a bad name, ``provider`` not callable, a reserved or bad
+                ``event``, or ``channels`` already has a provider.
+        """
+        _check_channel(channels, pattern_ok=True)
+        if not callable(provider):
+            raise TypeError("provider must be an async callable: provider(channel) -> data")
+        if event == GAP_EVENT:
+            raise ValueError(f"event type {GAP_EVENT!r} is reserved for the store's gap signal")
+        format_sse("", event=event)  # the event type is checked here, not at the first read
+        if channels in self._snapshots:
+            raise ValueError(f"{channels!r} has a snapshot provider already")
+        entry = (compile_pattern(channels), provider, event)
+        self._snapshots[channels] = entry
+
+        def unregister() -> None:
+            if self._snapshots.get(channels) is entry:
+                del self._snapshots[channels]
+
+        return unregister
 
     # -- sending -----------------------------------------------------------------------
 
@@ -400,6 +447,7 @@ class ChannelStore:
             for cursor in cursors:
                 self._maybe_unwatch(cursor.channel)
             raise
+        snapshots = self._snapshot_plan(cursors, resume) if self._snapshots else None
         subscription = Subscription(
             self._link,
             cursors,
@@ -410,6 +458,7 @@ class ChannelStore:
             # The first read replays (see Subscription._replay); a resume always has one.
             plan=(fetches, gaps) if resume is not None else None,
             last_event_id=last_event_id,
+            snapshots=snapshots,
         )
         for cursor in cursors:
             cursor.channel.subscribers.add(subscription)
@@ -641,6 +690,25 @@ class ChannelStore:
             if channel.end == 0 and not channel.is_state and self._channels.get(name) is channel:
                 del self._channels[name]
 
+    def _snapshot_plan(self, cursors: list[Cursor], resume: int | None) -> SnapshotPlan | None:
+        providers: dict[str, tuple[SnapshotProvider, str]] = {}
+        for cursor in cursors:
+            name = cursor.channel.name
+            for match, provider, event in self._snapshots.values():
+                if match(name):
+                    providers[name] = (provider, event)
+                    break
+        if not providers:
+            return None
+        first = self._backend.format_id(self._backend.latest_key()) if resume is None else None
+        return SnapshotPlan(self._link, providers, first_id=first)
+
+    def _snapshot_event(self, channel: str, data: Any, event: str, event_id: str) -> Event:
+        text = data if type(data) is str else serialize(data, self._serializer)
+        return trusted_event(
+            text, event, event_id, None, channel, format_sse(text, event=event, id=event_id)
+        )
+
     def _resume_key(self, names: Iterable[str], last_event_id: str | None) -> int | None:
         """The ordering key to resume after; -1 for an id we cannot place."""
         if last_event_id is None:
@@ -718,6 +786,9 @@ class StoreLink:
 
     def release(self, subscription: Subscription, channels: list[Channel]) -> None:
         self._store._release(subscription, channels)
+
+    def snapshot_event(self, channel: str, data: Any, event: str, event_id: str) -> Event:
+        return self._store._snapshot_event(channel, data, event, event_id)
 
 
 def _call_listeners(listeners: list[_Listener], event: Event) -> None:

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from ._cursor import Cursor
     from ._event import Event
     from ._observe import Observer
+    from ._snapshots import SnapshotPlan
 
 __all__ = [
     "ReplayPlan",
@@ -51,7 +52,7 @@ SlowConsumerPolicy = Literal["disconnect", "drop_oldest"]
 _log = logging.getLogger("sse_channels.store")  # a subscription is the store's reader
 
 # Why a subscription ended; ``None`` while it is open.
-CloseReason = Literal["closed", "store_closed", "revoked", "slow_consumer"]
+CloseReason = Literal["closed", "store_closed", "revoked", "slow_consumer", "expired"]
 
 #: What a resumed subscription does at its first read: ``(fetches, gaps)``, the
 #: ``(cursor, after, through)`` ranges to read from the backend's history, and the
@@ -107,6 +108,7 @@ class Subscription:
         "_next",
         "_plan",
         "_policy",
+        "_snapshots",
         "_waiter",
         "close_reason",
         "key",
@@ -124,6 +126,7 @@ class Subscription:
         patterns: tuple[str, ...],
         plan: ReplayPlan | None = None,
         last_event_id: str | None = None,
+        snapshots: SnapshotPlan | None = None,
     ) -> None:
         self._link = link
         self._counters = link.counters
@@ -146,8 +149,11 @@ class Subscription:
         self._policy: SlowConsumerPolicy = policy
         self._max_lag = max_lag
         self._waiter = Waiter()
+        #: The snapshot channels it reads (see ``_snapshots.py``), or ``None``: the common case.
+        self._snapshots = snapshots
         #: Why the subscription ended (``"closed"``, ``"store_closed"``, ``"revoked"``,
-        #: ``"slow_consumer"``), or ``None`` while it is open.
+        #: ``"slow_consumer"``, ``"expired"``: the stream's credential expired), or
+        #: ``None`` while it is open.
         self.close_reason: CloseReason | None = None
         #: The key given to ``subscribe()`` (e.g. a user id), used to revoke it.
         self.key = key
@@ -240,6 +246,8 @@ class Subscription:
         if batch:
             if self.close_reason is None:
                 batch += self._collect()
+                if self._snapshots is not None:
+                    batch = await self._snapshots.fill_gaps(batch)
         else:
             batch = await self._next_batch()
         for event in reversed(batch):
@@ -257,6 +265,18 @@ class Subscription:
         return _Batches(self)
 
     async def _next_batch(self) -> list[Event]:
+        snapshots = self._snapshots
+        if snapshots is None:
+            return await self._read_batch()
+        if snapshots.pending and self.close_reason is None:
+            first = await snapshots.first()
+            if self.close_reason is None:
+                first += await snapshots.fill_gaps(self._collect())
+            if first:
+                return first
+        return await snapshots.fill_gaps(await self._read_batch())
+
+    async def _read_batch(self) -> list[Event]:
         if self._plan is not None and self.close_reason is None:
             batch = await self._replay()
             if batch:

@@ -30,12 +30,17 @@ from typing import TYPE_CHECKING, Final, final
 
 import anyio
 
-from .._exceptions import SlowConsumerError
+from .._exceptions import SlowConsumerError, StoreClosedError
+from .._presence import PRESENCE_PREFIX
 from .._subscription import observer_of
+from ._expiry import expiry_chunk, seconds_left
 from ._http import HEARTBEAT, raw_headers
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from .._event import Event
+    from .._presence import PresenceSession
     from .._subscription import Subscription
     from .._types import Message, Receive, Scope, Send
     from ._options import StreamOptions
@@ -62,7 +67,9 @@ class EventStream:
     and a comment heartbeat after ``options.heartbeat`` seconds without a write (only
     between batches, so an event is never split). It ends the response normally when the
     subscription ends (revoked, store closed, slow consumer: the client then reconnects
-    and resumes) or its lifetime has passed; it stops at once, without finishing the
+    and resumes), its lifetime has passed, or its credential expired (``expires``: it
+    ends with a ``retry:`` hint, the subscription's ``close_reason`` is ``"expired"``,
+    and the browser reconnects and is authorised again); it stops at once, without finishing the
     response, when the client disconnects, when ``send`` raises ``OSError``, or when one
     write has not completed within ``options.send_timeout`` seconds.
 
@@ -71,8 +78,16 @@ class EventStream:
         options: how it behaves (validated already).
         status: the HTTP status (when served).
         headers: the ASGI raw headers (when served); the SSE headers by default.
-        ends_in: seconds after which it must end whatever its ``max_lifetime``, e.g. when
-            the credential that opened it expires; the earlier of the two wins.
+        ends_in: seconds after which it must end whatever its ``max_lifetime``; the
+            earlier of the two wins.
+        expires: when the credential that opened it expires (a timezone-aware
+            ``datetime``, e.g. from a JWT's ``exp``): it ends then, cleanly, with a
+            ``retry:`` of ``options.retry`` or [EXPIRY_RETRY][sse_channels.asgi.EXPIRY_RETRY]
+            ms, unless its lifetime ends it first.
+
+    Raises:
+        CredentialExpiredError: ``expires`` is not in the future.
+        TypeError, ValueError: ``expires`` is not a timezone-aware ``datetime``.
     """
 
     __slots__ = (
@@ -80,9 +95,10 @@ class EventStream:
         "_client",
         "_ends",
         "_error",
-        "_expiry",
+        "_farewell",
         "_heartbeat",
         "_last_write",
+        "_member",
         "_sending_since",
         "_state",
         "_timer",
@@ -102,6 +118,7 @@ class EventStream:
         status: int = 200,
         headers: list[tuple[bytes, bytes]] | tuple[tuple[bytes, bytes], ...] = _SSE_RAW_HEADERS,
         ends_in: float | None = None,
+        expires: datetime | None = None,
     ) -> None:
         self.subscription = subscription
         self.options = options
@@ -110,10 +127,15 @@ class EventStream:
         lifetime = options.lifetime()
         if ends_in is not None:
             lifetime = ends_in if lifetime is None else min(lifetime, ends_in)
+        #: The last chunk when the end is the credential's expiry; ``None``: it is not.
+        self._farewell: bytes | None = None
+        if expires is not None:
+            left = seconds_left(expires)
+            if lifetime is None or left <= lifetime:
+                lifetime = left
+                self._farewell = expiry_chunk(options.retry)
         self._last_write = now = time.monotonic()
         self._ends = None if lifetime is None else now + lifetime
-        #: When the credential behind it expires (``ends_in``), for the log.
-        self._expiry = None if ends_in is None else now + ends_in
         #: The scope's ``client`` (host, port), for the log (known when served).
         self._client: tuple[str, int] | None = None
         self._sending_since: float | None = None
@@ -122,6 +144,7 @@ class EventStream:
         self._cancel: anyio.CancelScope | None = None
         self._error: Exception | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._member: PresenceSession | None = None
         #: Iterated, with metrics: the batch handed to the framework, until it asks again.
         self._unwritten: list[Event] | None = None
         self._state = _NEW
@@ -184,6 +207,9 @@ class EventStream:
                         await self._send(send, _body(_join(batch)))
                         if metrics is not None:
                             metrics.written(self.subscription, batch)
+                    if self.subscription.close_reason == "expired":
+                        assert self._farewell is not None
+                        await self._send(send, _body(self._farewell))
                     end = {"type": "http.response.body", "body": b"", "more_body": False}
                     await self._send(send, end)
                 except OSError:
@@ -242,10 +268,9 @@ class EventStream:
                 ends = self._ends
                 if ends is not None:
                     if now >= ends:
-                        self._ends = None
                         # The writer finishes its current write, finds the subscription
                         # ended, and ends the response cleanly.
-                        self.subscription.close()
+                        self._reach_end()
                     else:
                         wake = min(wake, ends)
                 if heartbeat is not None:
@@ -348,7 +373,7 @@ class EventStream:
         if ends is not None:
             left = ends - time.monotonic()
             if left <= 0:
-                return None
+                return self._reach_end()
             wait = min(wait, left)
         if wait == math.inf:
             return self._chunk(await self._next_events())
@@ -357,7 +382,7 @@ class EventStream:
         with anyio.move_on_after(wait):
             return self._chunk(await self._next_events())
         if ends is not None and time.monotonic() >= ends:
-            return None
+            return self._reach_end()
         return HEARTBEAT
 
     def _chunk(self, batch: list[Event] | None) -> bytes | None:
@@ -391,6 +416,13 @@ class EventStream:
 
     # -- both ------------------------------------------------------------------------------
 
+    def _reach_end(self) -> bytes | None:
+        """The lifetime or the credential ran out: end the subscription; the last chunk."""
+        self._ends = None
+        farewell = self._farewell
+        self.subscription.close("closed" if farewell is None else "expired")
+        return farewell
+
     def _open(self) -> None:
         self._state = _OPEN
         if _log.isEnabledFor(logging.DEBUG):
@@ -403,6 +435,18 @@ class EventStream:
         observer = self.options.observer
         if observer is not None:
             observer.opened(self.subscription)
+        presence = self.options.presence
+        key = self.subscription.key
+        if presence is not None and key is not None:
+            rooms = [c for c in self.subscription.channels if not c.startswith(PRESENCE_PREFIX)]
+            try:
+                if rooms:
+                    self._member = presence.join(rooms, key)
+            except StoreClosedError:
+                pass  # shutting down: the store closes next, and the stream ends
+            except BaseException:
+                self.close()  # a key that is no member id: refused, nothing held
+                raise
         metrics = observer_of(self.subscription)
         if metrics is not None:
             metrics.opened(self.subscription)
@@ -411,6 +455,9 @@ class EventStream:
         """Stop streaming and release the subscription now; idempotent, never blocks."""
         self._disarm()
         self.subscription.close()
+        member, self._member = self._member, None
+        if member is not None:
+            member.leave()  # never blocks; the presence's worker tells the backend
         if self._state == _OPEN:
             self._log_end()
             observer = self.options.observer
@@ -429,8 +476,7 @@ class EventStream:
         return f"{client[0]}:{client[1]}" if len(client) > 1 else str(client[0])
 
     def _log_end(self) -> None:
-        expiry = self._expiry
-        if expiry is not None and time.monotonic() >= expiry:
+        if self.subscription.close_reason == "expired":
             _log.info(
                 "stream ended: the credential behind it expired (client %s, channels %s)",
                 self._address(),
