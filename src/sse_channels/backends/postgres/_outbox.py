@@ -94,7 +94,11 @@ def send_in(
 
     Args:
         connection: a psycopg 3 ``Connection`` or a Django ``connection``.
-        channel, data, event, id, retry: as for ``ChannelStore.send``.
+        channel: as for ``ChannelStore.send``.
+        data: as for ``ChannelStore.send``.
+        event: as for ``ChannelStore.send``.
+        id: as for ``ChannelStore.send``.
+        retry: as for ``ChannelStore.send``.
         schema: the backend's schema.
 
     Returns:
