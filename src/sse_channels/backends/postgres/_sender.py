@@ -172,14 +172,17 @@ class Sender:
 
     async def _write(self, rows: list[Columns]) -> list[Stored]:
         token = secrets.token_hex(8)
-        params = batch_params(token, rows)
+        sql = self._sql
+        if len(rows) == 1:  # most sends: scalar parameters cost less to adapt than arrays
+            statement, params = sql.insert_single, (*rows[0], token)
+        else:
+            statement, params = sql.insert_many, batch_params(token, rows)
         after = self._after()
         deadline = time.monotonic() + self._retry_for
         attempt = 0
-        sql = self._sql
 
         async def insert(connection: psycopg.AsyncConnection[Any]) -> list[Any]:
-            cursor = await connection.execute(sql.insert_many, params)
+            cursor = await connection.execute(statement, params)
             return await cursor.fetchall()
 
         async def lookup(connection: psycopg.AsyncConnection[Any]) -> list[Any]:
