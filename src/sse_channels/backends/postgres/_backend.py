@@ -68,7 +68,7 @@ __all__ = ["PostgresBackend"]
 _log = logging.getLogger("sse_channels.postgres")
 
 #: Seconds the reader waits after a read that found events, before the next one.
-_LINGER = 0.001
+_LINGER = 0.005
 #: Rows one skim (nothing watched) passes at most.
 _SKIM_LIMIT = 100_000
 #: Rows one read takes at most.
