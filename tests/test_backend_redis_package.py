@@ -30,6 +30,7 @@ MAY_IMPORT: dict[str, set[str]] = {
         "redis",
         "sse_channels._event",
         "sse_channels._exceptions",
+        "sse_channels._observe",  # types only: the store's metrics, told of reconnects
         "sse_channels._pattern",
         "sse_channels.backends._base",
         *(f"{NAME}.{m}" for m in ("_entry", "_epoch", "_health", "_keys", "_link")),

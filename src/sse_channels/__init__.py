@@ -7,6 +7,7 @@ from ._encode import RESERVED_EVENT_NAMES, format_sse
 from ._event import Event
 from ._exceptions import (
     BackendError,
+    CredentialExpiredError,
     SlowConsumerError,
     SSEChannelsError,
     StoreClosedError,
@@ -33,6 +34,7 @@ __all__ = [
     "RESERVED_EVENT_NAMES",
     "BackendError",
     "ChannelStore",
+    "CredentialExpiredError",
     "Event",
     "InvalidMemberError",
     "MemoryPresence",

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from anyio.abc import TaskGroup
     from typing_extensions import Self
 
+    from ._observe import Observer
     from .backends._base import Backend
 
 __all__ = ["GAP_EVENT", "ChannelStore", "StoreStatistics"]
@@ -83,9 +84,15 @@ class ChannelStore:
         max_lag: end or skip (per ``slow_consumer``) a subscriber this many events behind,
             before history runs out; ``None``: only when its events are gone.
         serializer: turns non-``str`` data into text; default compact JSON.
+        metrics: told what happens, for metrics: a
+            [PrometheusMetrics][sse_channels.metrics.prometheus.PrometheusMetrics] or an
+            [OpenTelemetryMetrics][sse_channels.metrics.otel.OpenTelemetryMetrics]
+            (see [Metrics](../metrics.md)); ``None`` (the default): nothing is measured,
+            and no metrics module is imported.
 
     Raises:
         ValueError: ``history`` below 1, ``history_ttl`` or ``max_lag`` not positive.
+        TypeError: ``metrics`` lacks a method of the observer seam.
     """
 
     def __init__(
@@ -97,9 +104,14 @@ class ChannelStore:
         slow_consumer: SlowConsumerPolicy = "disconnect",
         max_lag: int | None = None,
         serializer: Callable[[Any], str | bytes] | None = None,
+        metrics: Observer | None = None,
     ) -> None:
         _check_history(history, history_ttl)
         _check_policy(slow_consumer, max_lag)
+        if metrics is not None:
+            from ._observe import check_observer  # only when asked for: else never imported
+
+            check_observer(metrics)
         self._backend: Backend = backend if backend is not None else MemoryBackend()
         self._history = history
         self._history_ttl = history_ttl
@@ -118,8 +130,13 @@ class ChannelStore:
         self._token: anyio.lowlevel.EventLoopToken | None = None
         self._loop_thread: int | None = None
         self._counters = Counters()
+        self._observer = metrics
         self._link = StoreLink(self)
         self._backend.attach(self._deliver)
+        if metrics is not None:
+            observe = getattr(self._backend, "observe", None)
+            if callable(observe):  # optional in the Backend Protocol
+                observe(metrics)
 
     # -- configuration -----------------------------------------------------------------
 
@@ -224,7 +241,10 @@ class ChannelStore:
         self._remember_loop()
         if not self._started:
             await self._start()
-        return await self._backend.publish(channel, draft)
+        published = await self._backend.publish(channel, draft)
+        if self._observer is not None:
+            self._observer.sent(channel)
+        return published
 
     def send_sync(
         self,
@@ -264,6 +284,8 @@ class ChannelStore:
                     "the store has not been used in an event loop yet; send_sync() needs "
                     "one to hand the event to (use the store in your app's lifespan first)"
                 )
+            if self._observer is not None:
+                self._observer.sent(channel)
             return published
         try:
             return anyio.from_thread.run(self._publish_checked, channel, draft, token=self._token)
@@ -276,7 +298,10 @@ class ChannelStore:
             await self._start()  # raises StoreClosedError if the store was closed
         elif self._closed:
             raise StoreClosedError()
-        return await self._backend.publish(channel, draft)
+        published = await self._backend.publish(channel, draft)
+        if self._observer is not None:
+            self._observer.sent(channel)
+        return published
 
     def _draft(
         self, channel: str, data: Any, event: str | None, id: str | None, retry: int | None
@@ -322,6 +347,8 @@ class ChannelStore:
         if not self._started:
             await self._start()
         published = await self._backend.publish(channel, draft)
+        if self._observer is not None:
+            self._observer.sent(channel)
         key = self._backend.parse_id(published.id) if published.id is not None else None
         if key is not None and not (state.seqs and key <= state.seqs[-1]):
             # The backend may deliver before publish() returns or later (see the Backend
@@ -721,6 +748,8 @@ class ChannelStore:
             return  # already here (e.g. a state value set() kept): the Backend rules allow it
         channel.append(key, event)
         self._counters.events_sent += 1
+        if self._observer is not None:
+            self._observer.appended(event)
         channel.wake()
         if channel.listeners:
             _call_listeners(channel.listeners, event)
@@ -730,11 +759,12 @@ class ChannelStore:
 class StoreLink:
     """What a store offers its subscriptions (``_subscription.StoreLink``, by public names)."""
 
-    __slots__ = ("_store", "counters")
+    __slots__ = ("_store", "counters", "observer")
 
     def __init__(self, store: ChannelStore) -> None:
         self._store = store
         self.counters = store._counters
+        self.observer = store._observer
 
     def gap_event(self, channel: Channel, reason: str, key: int) -> Event:
         return self._store._gap_event(channel, reason, key)

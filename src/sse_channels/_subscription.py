@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from ._counters import Counters
     from ._cursor import Cursor
     from ._event import Event
+    from ._observe import Observer
     from ._snapshots import SnapshotPlan
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "Subscription",
     "cursors",
     "follow",
+    "observer_of",
     "record",
     "wait",
 ]
@@ -47,7 +49,7 @@ __all__ = [
 SlowConsumerPolicy = Literal["disconnect", "drop_oldest"]
 
 # Why a subscription ended; ``None`` while it is open.
-CloseReason = Literal["closed", "store_closed", "revoked", "slow_consumer"]
+CloseReason = Literal["closed", "store_closed", "revoked", "slow_consumer", "expired"]
 
 #: What a resumed subscription does at its first read: ``(fetches, gaps)``, the
 #: ``(cursor, after, through)`` ranges to read from the backend's history, and the
@@ -60,6 +62,8 @@ class StoreLink(Protocol):
 
     #: The store's counters; a subscription adds to them where it hands a batch out.
     counters: Counters
+    #: Told what the subscription hands out and when it ends; ``None``: no metrics.
+    observer: Observer | None
 
     def gap_event(self, channel: Channel, reason: str, key: int) -> Event:
         """A gap signal on ``channel`` standing at ordering key ``key``."""
@@ -145,7 +149,8 @@ class Subscription:
         #: The snapshot channels it reads (see ``_snapshots.py``), or ``None``: the common case.
         self._snapshots = snapshots
         #: Why the subscription ended (``"closed"``, ``"store_closed"``, ``"revoked"``,
-        #: ``"slow_consumer"``), or ``None`` while it is open.
+        #: ``"slow_consumer"``, ``"expired"``: the stream's credential expired), or
+        #: ``None`` while it is open.
         self.close_reason: CloseReason | None = None
         #: The key given to ``subscribe()`` (e.g. a user id), used to revoke it.
         self.key = key
@@ -298,6 +303,9 @@ class Subscription:
             if gap is None and not dropped and not coalesced and not cursor.channel.has_gap_events:
                 if events:
                     self._counters.events_delivered += len(events)
+                    observer = self._link.observer
+                    if observer is not None:
+                        observer.delivered(self, cursor.channel.name, len(events))
                 return events
             keyed: list[tuple[int, Event]] = []
             signals = self._add(keyed, cursor, events, gap)
@@ -347,6 +355,9 @@ class Subscription:
         counters.dropped += dropped
         counters.coalesced += coalesced
         counters.replayed += replayed
+        observer = self._link.observer
+        if observer is not None and batch:
+            observer.handed_out(self, batch, replayed)
         return batch
 
     async def _replay(self) -> list[Event]:
@@ -456,6 +467,9 @@ class Subscription:
             channel.parked.pop(waiter, None)
         self._link.release(self, channels)
         waiter.ring(None)
+        observer = self._link.observer
+        if observer is not None:
+            observer.ended(self)
 
     async def aclose(self) -> None:
         """End the subscription and release its channels; a waiting reader stops.
@@ -524,6 +538,11 @@ def follow(subscription: Subscription, cursor: Cursor) -> None:
     subscription._cursors.append(cursor)
     if subscription._waiter.pending is not None:  # waiting on its other channels (or none)
         cursor.channel.parked[subscription._waiter] = None
+
+
+def observer_of(subscription: Subscription) -> Observer | None:
+    """The observer of the subscription's store (its metrics), or ``None``."""
+    return subscription._link.observer
 
 
 def cursors(subscription: Subscription) -> list[Cursor]:

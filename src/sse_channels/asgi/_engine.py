@@ -31,9 +31,14 @@ import anyio
 
 from .._exceptions import SlowConsumerError, StoreClosedError
 from .._presence import PRESENCE_PREFIX
+from .._subscription import observer_of
+from ._expiry import expiry_chunk, seconds_left
 from ._http import HEARTBEAT, raw_headers
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
+    from .._event import Event
     from .._presence import PresenceSession
     from .._subscription import Subscription
     from .._types import Message, Receive, Scope, Send
@@ -59,7 +64,9 @@ class EventStream:
     and a comment heartbeat after ``options.heartbeat`` seconds without a write (only
     between batches, so an event is never split). It ends the response normally when the
     subscription ends (revoked, store closed, slow consumer: the client then reconnects
-    and resumes) or its lifetime has passed; it stops at once, without finishing the
+    and resumes), its lifetime has passed, or its credential expired (``expires``: it
+    ends with a ``retry:`` hint, the subscription's ``close_reason`` is ``"expired"``,
+    and the browser reconnects and is authorised again); it stops at once, without finishing the
     response, when the client disconnects, when ``send`` raises ``OSError``, or when one
     write has not completed within ``options.send_timeout`` seconds.
 
@@ -68,20 +75,30 @@ class EventStream:
         options: how it behaves (validated already).
         status: the HTTP status (when served).
         headers: the ASGI raw headers (when served); the SSE headers by default.
-        ends_in: seconds after which it must end whatever its ``max_lifetime``, e.g. when
-            the credential that opened it expires; the earlier of the two wins.
+        ends_in: seconds after which it must end whatever its ``max_lifetime``; the
+            earlier of the two wins.
+        expires: when the credential that opened it expires (a timezone-aware
+            ``datetime``, e.g. from a JWT's ``exp``): it ends then, cleanly, with a
+            ``retry:`` of ``options.retry`` or [EXPIRY_RETRY][sse_channels.asgi.EXPIRY_RETRY]
+            ms, unless its lifetime ends it first.
+
+    Raises:
+        CredentialExpiredError: ``expires`` is not in the future.
+        TypeError, ValueError: ``expires`` is not a timezone-aware ``datetime``.
     """
 
     __slots__ = (
         "_cancel",
         "_ends",
         "_error",
+        "_farewell",
         "_heartbeat",
         "_last_write",
         "_member",
         "_sending_since",
         "_state",
         "_timer",
+        "_unwritten",
         "_waiting",
         "headers",
         "options",
@@ -97,6 +114,7 @@ class EventStream:
         status: int = 200,
         headers: list[tuple[bytes, bytes]] | tuple[tuple[bytes, bytes], ...] = _SSE_RAW_HEADERS,
         ends_in: float | None = None,
+        expires: datetime | None = None,
     ) -> None:
         self.subscription = subscription
         self.options = options
@@ -105,6 +123,13 @@ class EventStream:
         lifetime = options.lifetime()
         if ends_in is not None:
             lifetime = ends_in if lifetime is None else min(lifetime, ends_in)
+        #: The last chunk when the end is the credential's expiry; ``None``: it is not.
+        self._farewell: bytes | None = None
+        if expires is not None:
+            left = seconds_left(expires)
+            if lifetime is None or left <= lifetime:
+                lifetime = left
+                self._farewell = expiry_chunk(options.retry)
         self._last_write = now = time.monotonic()
         self._ends = None if lifetime is None else now + lifetime
         self._sending_since: float | None = None
@@ -114,6 +139,8 @@ class EventStream:
         self._error: Exception | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._member: PresenceSession | None = None
+        #: Iterated, with metrics: the batch handed to the framework, until it asks again.
+        self._unwritten: list[Event] | None = None
         self._state = _NEW
 
     @property
@@ -168,8 +195,14 @@ class EventStream:
                         }
                         await self._send(send, start)
                     await self._send(send, _body(self.options.opening))
-                    while (chunk := await self._next_batch()) is not None:
-                        await self._send(send, _body(chunk))
+                    metrics = observer_of(self.subscription)
+                    while (batch := await self._next_events()) is not None:
+                        await self._send(send, _body(_join(batch)))
+                        if metrics is not None:
+                            metrics.written(self.subscription, batch)
+                    if self.subscription.close_reason == "expired":
+                        assert self._farewell is not None
+                        await self._send(send, _body(self._farewell))
                     end = {"type": "http.response.body", "body": b"", "more_body": False}
                     await self._send(send, end)
                 except OSError:
@@ -186,8 +219,8 @@ class EventStream:
         if error is not None:
             raise error
 
-    async def _next_batch(self) -> bytes | None:
-        """The next batch of events as one chunk; ``None`` once the subscription ended."""
+    async def _next_events(self) -> list[Event] | None:
+        """The next batch of events; ``None`` once the subscription ended."""
         self._waiting = True
         try:
             batch = await self.subscription.receive_batch()
@@ -198,9 +231,7 @@ class EventStream:
         heartbeat = self._heartbeat
         if heartbeat is not None:
             await heartbeat.wait()  # the watchdog is writing one: writes never interleave
-        if not batch:
-            return None
-        return batch[0].encoded if len(batch) == 1 else b"".join(e.encoded for e in batch)
+        return batch or None
 
     async def _send(self, send: Send, message: Message) -> None:
         self._sending_since = started = time.monotonic()
@@ -230,10 +261,9 @@ class EventStream:
                 ends = self._ends
                 if ends is not None:
                     if now >= ends:
-                        self._ends = None
                         # The writer finishes its current write, finds the subscription
                         # ended, and ends the response cleanly.
-                        self.subscription.close()
+                        self._reach_end()
                     else:
                         wake = min(wake, ends)
                 if heartbeat is not None:
@@ -283,6 +313,9 @@ class EventStream:
         observer = self.options.observer
         if observer is not None:
             observer.write_timed_out(self.subscription)
+        metrics = observer_of(self.subscription)
+        if metrics is not None:
+            metrics.write_timed_out(self.subscription)
         if self._cancel is not None:
             self._cancel.cancel()
 
@@ -301,6 +334,11 @@ class EventStream:
         subscription.
         """
         self._disarm()  # the framework asks again: its write of the last chunk is done
+        if self._unwritten is not None:
+            written, self._unwritten = self._unwritten, None
+            metrics = observer_of(self.subscription)
+            if metrics is not None:
+                metrics.written(self.subscription, written)
         if self._state == _DONE:
             raise StopAsyncIteration
         if self._state == _NEW:
@@ -322,17 +360,24 @@ class EventStream:
         if ends is not None:
             left = ends - time.monotonic()
             if left <= 0:
-                return None
+                return self._reach_end()
             wait = min(wait, left)
         if wait == math.inf:
-            return await self._next_batch()
+            return self._chunk(await self._next_events())
         # Here (and only here) a wait has a timeout of its own: nothing else runs beside a
         # framework's iteration to interrupt it.
         with anyio.move_on_after(wait):
-            return await self._next_batch()
+            return self._chunk(await self._next_events())
         if ends is not None and time.monotonic() >= ends:
-            return None
+            return self._reach_end()
         return HEARTBEAT
+
+    def _chunk(self, batch: list[Event] | None) -> bytes | None:
+        if batch is None:
+            return None
+        if observer_of(self.subscription) is not None:
+            self._unwritten = batch  # written once the framework asks for the next chunk
+        return _join(batch)
 
     def _arm(self) -> None:
         send_timeout = self.options.send_timeout
@@ -358,6 +403,13 @@ class EventStream:
 
     # -- both ------------------------------------------------------------------------------
 
+    def _reach_end(self) -> bytes | None:
+        """The lifetime or the credential ran out: end the subscription; the last chunk."""
+        self._ends = None
+        farewell = self._farewell
+        self.subscription.close("closed" if farewell is None else "expired")
+        return farewell
+
     def _open(self) -> None:
         self._state = _OPEN
         observer = self.options.observer
@@ -375,6 +427,9 @@ class EventStream:
             except BaseException:
                 self.close()  # a key that is no member id: refused, nothing held
                 raise
+        metrics = observer_of(self.subscription)
+        if metrics is not None:
+            metrics.opened(self.subscription)
 
     def close(self) -> None:
         """Stop streaming and release the subscription now; idempotent, never blocks."""
@@ -387,7 +442,11 @@ class EventStream:
             observer = self.options.observer
             if observer is not None:
                 observer.closed(self.subscription)
+            metrics = observer_of(self.subscription)
+            if metrics is not None:
+                metrics.closed(self.subscription)
         self._state = _DONE
+        self._unwritten = None
 
     async def aclose(self) -> None:
         """Stop streaming and release the subscription; idempotent.
@@ -396,6 +455,10 @@ class EventStream:
         drops the response before reading the first chunk.
         """
         self.close()
+
+
+def _join(batch: list[Event]) -> bytes:
+    return batch[0].encoded if len(batch) == 1 else b"".join([e.encoded for e in batch])
 
 
 def _body(chunk: bytes) -> Message:
