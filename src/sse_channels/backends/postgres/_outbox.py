@@ -94,11 +94,8 @@ def send_in(
 
     Args:
         connection: a psycopg 3 ``Connection`` or a Django ``connection``.
-        channel: as for ``ChannelStore.send``.
-        data: as for ``ChannelStore.send``.
-        event: as for ``ChannelStore.send``.
-        id: as for ``ChannelStore.send``.
-        retry: as for ``ChannelStore.send``.
+        channel: as for ``ChannelStore.send``, and so are ``data``, ``event``, ``id``
+            and ``retry``.
         schema: the backend's schema.
 
     Returns:
