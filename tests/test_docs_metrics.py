@@ -38,9 +38,9 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 def environment(directory: Path) -> dict[str, str]:
     path = [str(directory), HERE, *filter(None, [os.environ.get("PYTHONPATH")])]
-    env = {"PYTHONPATH": os.pathsep.join(path)}
-    env["PROMETHEUS_MULTIPROC_DIR"] = ""  # one process: the global registry
-    return env
+    # One process, the global registry. (An empty PROMETHEUS_MULTIPROC_DIR would still mean
+    # multiprocess mode to prometheus_client, with its files in the working directory.)
+    return {"PYTHONPATH": os.pathsep.join(path)}
 
 
 async def test_the_fastapi_example_exposes_metrics_by_namespace(tmp_path: Path) -> None:
