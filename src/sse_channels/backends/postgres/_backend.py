@@ -54,7 +54,7 @@ from ._ids import Epoch, event_id, split_key
 from ._link import IO_TIMEOUT, Link, open_async, open_sync, redact
 from ._rows import MalformedRow, columns, event_of
 from ._schema import Sql
-from ._sender import Sender, answers, backoff, batch_params
+from ._sender import Sender, answers, backoff
 from ._watch import Watching
 
 if TYPE_CHECKING:
@@ -353,7 +353,7 @@ class PostgresBackend:
         if self._closed:
             raise BackendError("the PostgreSQL backend is closed")
         token = secrets.token_hex(8)
-        params = batch_params(token, [(channel, *columns(event))])
+        params = (channel, *columns(event), token)
         after = self._known_position()
         deadline = time.monotonic() + self._retry_for
         attempt = 0
@@ -379,7 +379,7 @@ class PostgresBackend:
                             ).fetchone()
                             ((label, txid, row_id),) = answers(found, str(label_row[0]))  # type: ignore[index]
                             break
-                    rows = connection.execute(sql.insert_many, params).fetchall()
+                    rows = connection.execute(sql.insert_single, params).fetchall()
                     ((label, txid, row_id),) = answers(rows)
                     break
                 except (psycopg.OperationalError, OSError) as exc:
