@@ -112,6 +112,7 @@ class Sender:
         self._wake: anyio.Event | None = None
         #: A statement is under way (a direct send's, or the writer task's).
         self._busy = False
+        self._cursor: psycopg.AsyncCursor[Any] | None = None
 
     async def send(self, columns: Columns) -> Stored:
         """Store one event; its ``(label, txid, id)``.
@@ -196,7 +197,12 @@ class Sender:
         attempt = 0
 
         async def insert(connection: psycopg.AsyncConnection[Any]) -> list[Any]:
-            cursor = await connection.execute(statement, params)
+            cursor = self._cursor
+            if cursor is None or cursor.connection is not connection:
+                # One cursor per connection, reused: a cursor costs more to make than
+                # a small statement costs to send.
+                cursor = self._cursor = connection.cursor()
+            await cursor.execute(statement, params, prepare=True)
             return await cursor.fetchall()
 
         async def lookup(connection: psycopg.AsyncConnection[Any]) -> list[Any]:
