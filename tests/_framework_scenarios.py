@@ -11,7 +11,9 @@ contract they rely on:
   ``x-user`` is ``admin``;
 - ``?options=NAME`` streams with ``OPTIONS[NAME]`` (passed as ``options=``) instead of the
   defaults, so that heartbeats, the write deadline and ``max_lifetime`` can be seen in a
-  test's time.
+  test's time;
+- ``?expires_in=SECONDS`` passes ``expires=expiry(request's value)`` (the credential
+  behind the stream expires that many seconds from now).
 
 The store lives in the server's event loop: events are sent and statistics read there
 (``server.arun``/``server.acall``); the client runs in the test's own loop.
@@ -23,6 +25,7 @@ import re
 import signal
 import socket
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,7 +34,8 @@ import httpx
 from httpx_sse import aconnect_sse
 
 from _servers import RunningServer, open_stream
-from sse_channels.asgi import StreamOptions, opening_comment
+from sse_channels import format_sse
+from sse_channels.asgi import EXPIRY_RETRY, StreamOptions, opening_comment
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -43,12 +47,14 @@ __all__ = [
     "client_leaving_mid_write_is_released",
     "docs_example",
     "docs_example_works",
+    "expiry",
     "half_open_client_is_released_by_the_write_deadline",
     "heartbeats_keep_a_quiet_stream_open",
     "refusal_sends_403_and_no_stream_byte",
     "resume_delivers_missed_events_once",
     "revoked_stream_ends",
     "stream_ends_after_max_lifetime",
+    "stream_ends_at_credential_expiry",
     "stream_then_release",
     "subscribers",
     "wait_released",
@@ -326,6 +332,31 @@ async def stream_ends_after_max_lifetime(
         assert stream.ended, "the response did not end with its final chunk"
         assert stream.comments == [" ok"]
         assert 0.4 - 0.05 <= lasted < 2.5
+    finally:
+        await stream.aclose()
+    assert await subscribers(server, store) == 0
+    return lasted
+
+
+def expiry(expires_in: str | None) -> datetime | None:
+    """The ``expires=`` of a request's ``?expires_in=`` (seconds from now), or ``None``."""
+    if expires_in is None:
+        return None
+    return datetime.now(timezone.utc) + timedelta(seconds=float(expires_in))
+
+
+async def stream_ends_at_credential_expiry(
+    server: RunningServer, store: ChannelStore, path: str = "/events?expires_in=0.4"
+) -> float:
+    """The stream ends cleanly at ``expires`` with the ``retry:`` hint; returns its length."""
+    stream = await open_stream(server.host, server.port, path)
+    try:
+        began = time.monotonic()
+        await stream.read_to_end(timeout=3)
+        lasted = time.monotonic() - began
+        assert stream.ended, "the response did not end with its final chunk"
+        assert stream.body.endswith(format_sse(comment="expired", retry=EXPIRY_RETRY))
+        assert 0.4 - 0.05 <= lasted < 0.4 + 0.3
     finally:
         await stream.aclose()
     assert await subscribers(server, store) == 0

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from django.http import HttpResponseForbidden
 from django.urls import path
 
-from _framework_scenarios import OPTIONS
+from _framework_scenarios import OPTIONS, expiry
 from sse_channels.django import last_event_id, sse_response
 
 if TYPE_CHECKING:
@@ -54,7 +54,11 @@ async def events(request: Any) -> Any:
         return HttpResponseForbidden("forbidden\n", content_type="text/plain")
     store = STATE["store"]
     subscription = store.subscribe(channel, last_event_id=last_event_id(request), key=user)
-    return sse_response(subscription, OPTIONS.get(request.GET.get("options", "")))
+    return sse_response(
+        subscription,
+        OPTIONS.get(request.GET.get("options", "")),
+        expires=expiry(request.GET.get("expires_in")),
+    )
 
 
 urlpatterns = [path("events", events)]

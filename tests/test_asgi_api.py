@@ -5,6 +5,7 @@ from __future__ import annotations
 import sse_channels.asgi
 
 EXPECTED = {
+    "EXPIRY_RETRY",
     "HEARTBEAT",
     "SSE_HEADERS",
     "EventStream",

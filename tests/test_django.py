@@ -123,6 +123,14 @@ async def test_django_stream_ends_cleanly_after_max_lifetime(serve: Callable[...
 
 
 @pytest.mark.anyio
+async def test_django_stream_ends_cleanly_when_its_credential_expires(
+    serve: Callable[..., Any],
+) -> None:
+    with serve() as (running, store):
+        await scenarios.stream_ends_at_credential_expiry(running, store)
+
+
+@pytest.mark.anyio
 async def test_django_gzip_middleware_leaves_the_stream_uncompressed(
     serve: Callable[..., Any],
 ) -> None:

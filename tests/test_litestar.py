@@ -40,7 +40,8 @@ def make_app(store: ChannelStore) -> Litestar:
             raise PermissionDeniedException("forbidden")
         subscription = store.subscribe(channel, last_event_id=last_event_id(request), key=user)
         options = scenarios.OPTIONS.get(request.query_params.get("options", ""))
-        return sse_response(subscription, options)
+        expires = scenarios.expiry(request.query_params.get("expires_in"))
+        return sse_response(subscription, options, expires=expires)
 
     return Litestar([events])
 
@@ -125,6 +126,14 @@ async def test_litestar_quiet_stream_gets_heartbeats(serve: Callable[..., Any]) 
 async def test_litestar_stream_ends_cleanly_after_max_lifetime(serve: Callable[..., Any]) -> None:
     with serve() as (running, store):
         await scenarios.stream_ends_after_max_lifetime(running, store)
+
+
+@pytest.mark.anyio
+async def test_litestar_stream_ends_cleanly_when_its_credential_expires(
+    serve: Callable[..., Any],
+) -> None:
+    with serve() as (running, store):
+        await scenarios.stream_ends_at_credential_expiry(running, store)
 
 
 # -- in process, with the testing driver --------------------------------------------------

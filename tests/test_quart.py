@@ -39,7 +39,11 @@ def make_app(store: ChannelStore) -> Quart:
         if channel.startswith("private:") and user != "admin":
             abort(403)
         subscription = store.subscribe(channel, last_event_id=last_event_id(request), key=user)
-        return sse_response(subscription, scenarios.OPTIONS.get(request.args.get("options", "")))
+        return sse_response(
+            subscription,
+            scenarios.OPTIONS.get(request.args.get("options", "")),
+            expires=scenarios.expiry(request.args.get("expires_in")),
+        )
 
     return app
 
@@ -129,6 +133,14 @@ async def test_quart_quiet_stream_gets_heartbeats(serve: Callable[..., Any]) -> 
 async def test_quart_stream_ends_cleanly_after_max_lifetime(serve: Callable[..., Any]) -> None:
     with serve() as (running, store):
         await scenarios.stream_ends_after_max_lifetime(running, store)
+
+
+@pytest.mark.anyio
+async def test_quart_stream_ends_cleanly_when_its_credential_expires(
+    serve: Callable[..., Any],
+) -> None:
+    with serve() as (running, store):
+        await scenarios.stream_ends_at_credential_expiry(running, store)
 
 
 # -- in process, with the testing driver --------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from contextlib import asynccontextmanager
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -19,8 +20,8 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from _servers import read_sse_then_leave, serve_in_thread, server_for
-from sse_channels import ChannelStore
-from sse_channels.asgi import SSE_HEADERS, StreamOptions
+from sse_channels import ChannelStore, CredentialExpiredError, format_sse
+from sse_channels.asgi import EXPIRY_RETRY, SSE_HEADERS, StreamOptions
 from sse_channels.starlette import SSEResponse, last_event_id
 from sse_channels.testing import connect_sse
 
@@ -50,6 +51,28 @@ def make_app(store: ChannelStore, **options: Any) -> Starlette:
         middleware=[Middleware(GZipMiddleware, minimum_size=1)],
         lifespan=lifespan,
     )
+
+
+async def test_response_ends_at_its_credential_expiry_through_gzip_middleware() -> None:
+    async with ChannelStore() as store:
+        expires = datetime.now(timezone.utc) + timedelta(seconds=0.3)
+        app = make_app(store, heartbeat=None, expires=expires)
+        headers = {"x-user": "al", "accept-encoding": "gzip"}
+        async with connect_sse(app, "/events/news", headers=headers) as stream:
+            await stream.wait_finished(timeout=3)
+        assert stream.finished
+        assert stream.body.endswith(format_sse(comment="expired", retry=EXPIRY_RETRY))
+        assert stream.headers.get("set-cookie", "").startswith("seen=1")
+        assert store.statistics().subscribers == 0
+
+
+async def test_response_refuses_an_expired_credential_in_the_route() -> None:
+    async with ChannelStore() as store:
+        subscription = store.subscribe("news")
+        past = datetime.now(timezone.utc) - timedelta(seconds=1)
+        with pytest.raises(CredentialExpiredError):
+            SSEResponse(subscription, expires=past)
+        assert subscription.closed
 
 
 async def test_response_streams_through_gzip_middleware_uncompressed() -> None:

@@ -7,10 +7,22 @@ from ._encode import RESERVED_EVENT_NAMES, format_sse
 from ._event import Event
 from ._exceptions import (
     BackendError,
+    CredentialExpiredError,
     SlowConsumerError,
     SSEChannelsError,
     StoreClosedError,
     SubscriptionClosed,
+)
+from ._presence import (
+    PRESENCE_PREFIX,
+    InvalidMemberError,
+    MemoryPresence,
+    MetadataTooLargeError,
+    Presence,
+    PresenceBackend,
+    PresenceChange,
+    PresenceSession,
+    PresenceView,
 )
 from ._store import GAP_EVENT, ChannelStore, StoreStatistics
 from ._subscription import Subscription
@@ -18,10 +30,20 @@ from ._version import __version__
 
 __all__ = [
     "GAP_EVENT",
+    "PRESENCE_PREFIX",
     "RESERVED_EVENT_NAMES",
     "BackendError",
     "ChannelStore",
+    "CredentialExpiredError",
     "Event",
+    "InvalidMemberError",
+    "MemoryPresence",
+    "MetadataTooLargeError",
+    "Presence",
+    "PresenceBackend",
+    "PresenceChange",
+    "PresenceSession",
+    "PresenceView",
     "SSEChannelsError",
     "SSEDecoder",
     "SlowConsumerError",

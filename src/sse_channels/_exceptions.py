@@ -7,13 +7,20 @@ it. Everything else derives from one base class::
     ├── StoreClosedError         the store was closed with aclose(); you did it
     ├── SubscriptionClosed       the subscription ended; ``reason`` says why
     │   └── SlowConsumerError    it fell further behind than its buffer allows
+    ├── CredentialExpiredError   a stream was asked to run on a credential already expired
     └── BackendError             the backend (e.g. Redis) failed; the world did it
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
 __all__ = [
     "BackendError",
+    "CredentialExpiredError",
     "SSEChannelsError",
     "SlowConsumerError",
     "StoreClosedError",
@@ -53,6 +60,17 @@ class SlowConsumerError(SubscriptionClosed):
 
     def __init__(self, message: str | None = None) -> None:
         super().__init__("slow_consumer", message or "subscriber fell too far behind")
+
+
+class CredentialExpiredError(SSEChannelsError):
+    """A stream's ``expires`` (its credential's expiry) is not in the future: ``expired_at``."""
+
+    def __init__(self, expired_at: datetime, message: str | None = None) -> None:
+        super().__init__(
+            message
+            or f"the credential expired at {expired_at.isoformat()}: authorise the client again"
+        )
+        self.expired_at = expired_at
 
 
 class BackendError(SSEChannelsError):

@@ -21,10 +21,11 @@ from typing import TYPE_CHECKING
 from starlette.responses import Response
 from typing_extensions import Unpack
 
-from .asgi import EventStreamResponse, StreamSettings, last_event_id
+from .asgi import EventStreamResponse, StreamSettings, last_event_id, raw_headers
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+    from datetime import datetime
 
     from starlette.background import BackgroundTask
     from starlette.types import Receive, Scope, Send
@@ -51,9 +52,14 @@ class SSEResponse(Response):
         background: a task to run once the stream has ended.
         options: a [StreamOptions][sse_channels.asgi.StreamOptions], or its fields as
             keyword ``settings``.
+        expires: when the credential that opened the stream expires (a timezone-aware
+            ``datetime``, e.g. a JWT's ``exp``): the stream ends then with a ``retry:``
+            hint, and the browser reconnects and is authorised again.
 
     Raises:
-        ValueError, TypeError: an option is out of range or a header is refused.
+        ValueError, TypeError: an option is out of range, a header is refused, or
+            ``expires`` is not a timezone-aware ``datetime``.
+        CredentialExpiredError: ``expires`` is not in the future.
     """
 
     media_type = "text/event-stream"
@@ -66,12 +72,19 @@ class SSEResponse(Response):
         background: BackgroundTask | None = None,
         *,
         options: StreamOptions | None = None,
+        expires: datetime | None = None,
         **settings: Unpack[StreamSettings],
     ) -> None:
         # Checked now, so that a bad option fails in the route, not once streaming.
         response = EventStreamResponse(
-            subscription, options, status=status_code, headers=headers, **settings
+            subscription,
+            options,
+            status=status_code,
+            headers=headers,
+            expires=expires,
+            **settings,
         )
+        self._response = response
         self.subscription = subscription
         self.options = response.options
         self.status_code = status_code
@@ -85,12 +98,11 @@ class SSEResponse(Response):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            # Built now from the response as it is at sending time (cookies, middleware).
-            response = EventStreamResponse(
-                self.subscription,
-                self.options,
-                status=self.status_code,
-                headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in self.raw_headers],
+            # The status and headers as they are at sending time (cookies, middleware).
+            response = self._response
+            response.status = self.status_code
+            response.raw_headers = raw_headers(
+                [(k.decode("latin-1"), v.decode("latin-1")) for k, v in self.raw_headers]
             )
             await response(scope, receive, send)
         finally:

@@ -18,13 +18,17 @@ One engine, several fronts, none depending on anything but ASGI and this package
   Django, Litestar and Quart helpers, written once.
 
 [close_on_signal][sse_channels.asgi.close_on_signal] closes a store when the server is told
-to stop, so that open streams end and the server can drain.
+to stop, so that open streams end and the server can drain. Every front takes ``expires=``
+(``SSEApp``: ``authorize`` returns it), the credential's expiry: the stream ends then with
+a ``retry:`` of [EXPIRY_RETRY][sse_channels.asgi.EXPIRY_RETRY] ms, and the browser
+reconnects and is authorised again.
 """
 
 from __future__ import annotations
 
 from ._app import SSEApp
 from ._engine import EventStream
+from ._expiry import EXPIRY_RETRY
 from ._http import (
     HEARTBEAT,
     SSE_HEADERS,
@@ -42,6 +46,7 @@ from ._signals import close_on_signal
 EventStreamBody = EventStream
 
 __all__ = [
+    "EXPIRY_RETRY",
     "HEARTBEAT",
     "SSE_HEADERS",
     "EventStream",

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast, final
 
 from typing_extensions import Unpack
 
-from .._exceptions import StoreClosedError
+from .._exceptions import CredentialExpiredError, StoreClosedError
 from ._engine import EventStream
+from ._expiry import seconds_left
 from ._http import last_event_id, plain_response, raw_headers
 from ._options import StreamOptions, StreamSettings, stream_options
 from ._signals import close_on_signal
@@ -23,7 +26,8 @@ __all__ = ["SSEApp"]
 
 _Channels = Iterable[str] | str | None
 _ChannelsResolver = Callable[["Scope"], _Channels | Awaitable[_Channels]]
-_Authorizer = Callable[["Scope", list[str]], bool | int | Awaitable[bool | int | None] | None]
+_Verdict = bool | int | datetime | None
+_Authorizer = Callable[["Scope", list[str]], _Verdict | Awaitable[_Verdict]]
 _KeyResolver = Callable[["Scope"], str | Awaitable[str | None] | None]
 
 
@@ -47,17 +51,24 @@ class SSEApp:
     the store is closed. Mounted as the top-level app it answers the lifespan protocol: it
     starts the store at startup (``async with store``, which a Redis-backed store needs),
     closes it as soon as the server is told to stop (``close_on_signal``: every stream
-    ends cleanly, so the server can drain) and at shutdown. WebSocket connections are
+    ends cleanly, so the server can drain) and at shutdown. With the ``presence=`` option it
+    runs the presence inside the store, and closes it first (its members' leaves are
+    announced before the store stops). WebSocket connections are
     refused.
 
     Args:
         store: the store to subscribe to.
         channels: the channels of a request: a fixed ``str`` or list of names (patterns
             allowed), or a callable ``(scope) -> str | list[str] | None``, sync or async.
-        authorize: ``(scope, channels) -> bool | int | None``, sync or async, called
-            before anything is sent. ``True`` allows; ``False`` or ``None`` refuses with
-            403; an ``int`` refuses with that status, e.g. 401, or 204, which tells the
-            browser to stop reconnecting. ``None`` (the default hook): everyone may read.
+        authorize: ``(scope, channels) -> bool | datetime | int | None``, sync or async,
+            called before anything is sent. ``True`` allows; a timezone-aware
+            ``datetime`` allows until then, when the credential expires (a JWT's
+            ``exp``): the stream ends at that time with a ``retry:`` hint and the
+            subscription's ``close_reason`` is ``"expired"``, so the browser reconnects
+            and is authorised again; one already past refuses with 401. ``False`` or
+            ``None`` refuses with 403; an ``int`` refuses with that status, e.g. 401, or
+            204, which tells the browser to stop reconnecting. ``None`` (the default
+            hook): everyone may read.
         key: ``(scope) -> str | None``, sync or async: the subscription's key, e.g. the
             user id, so that ``store.revoke(key=...)`` ends that user's streams.
         patterns: let a callable resolver return patterns (names with ``*``). Off by
@@ -69,7 +80,9 @@ class SSEApp:
             [EventStreamResponse][sse_channels.asgi.EventStreamResponse].
 
     Raises:
-        ValueError, TypeError: an option is out of range or a header is refused.
+        ValueError, TypeError: an option is out of range or a header is refused. (When
+            a request is served: ``TypeError`` or ``ValueError`` if ``authorize`` returns
+            something else, or a naive ``datetime``.)
     """
 
     __slots__ = (
@@ -147,11 +160,19 @@ class SSEApp:
         if not names:
             await plain_response(send, 404)
             return
+        expires: datetime | None = None
         if self._authorize is not None:
             verdict = await _call(self._authorize, scope, names)
             if verdict is not True:
-                await plain_response(send, _refusal_status(verdict))
-                return
+                if not isinstance(verdict, datetime):
+                    await plain_response(send, _refusal_status(verdict))
+                    return
+                try:
+                    seconds_left(verdict)
+                except CredentialExpiredError:
+                    await plain_response(send, 401)
+                    return
+                expires = verdict
         if method == "HEAD":
             # What a GET would start with, minus the body: nothing is subscribed.
             await send({"type": "http.response.start", "status": 200, "headers": self._raw_headers})
@@ -166,9 +187,15 @@ class SSEApp:
         except ValueError:
             await plain_response(send, 400)
             return
-        # The seam for streams that expire with their credential: an ``ends_in`` here
-        # shortens this stream's lifetime; the writer loop needs nothing more.
-        stream = EventStream(subscription, self._options, headers=self._raw_headers)
+        try:
+            stream = EventStream(
+                subscription, self._options, headers=self._raw_headers, expires=expires
+            )
+        except CredentialExpiredError:
+            # It expired while the key resolved: refused, as it would be a moment later.
+            subscription.close()
+            await plain_response(send, 401)
+            return
         await stream.serve(scope, receive, send)
 
     async def _not_http(self, kind: str, receive: Receive, send: Send) -> None:
@@ -188,8 +215,14 @@ class SSEApp:
         if message["type"] != "lifespan.startup":
             return
         started = False
+        presence = self._options.presence
+        first = () if presence is None else (presence,)
         try:
-            async with self.store, close_on_signal(self.store):
+            async with (
+                self.store,
+                presence if presence is not None else _nothing(),
+                close_on_signal(self.store, first=first),
+            ):
                 await send({"type": "lifespan.startup.complete"})
                 started = True
                 while (await receive())["type"] != "lifespan.shutdown":
@@ -199,6 +232,11 @@ class SSEApp:
             await send({"type": failed, "message": f"{type(exc).__name__}: {exc}"})
             return
         await send({"type": "lifespan.shutdown.complete"})
+
+
+@asynccontextmanager
+async def _nothing() -> AsyncIterator[None]:
+    yield
 
 
 def _refusal_status(verdict: object) -> int:

@@ -8,7 +8,11 @@ same writer loop, heartbeats, write deadline, lifetime and clean-up:
   messages, writes heartbeats while the writer waits, ends the stream at its lifetime, and
   gives up on a write that has taken longer than ``send_timeout``. Two tasks per stream
   and no cancel scope per batch: the writer's wait for events is never interrupted (a
-  heartbeat is written beside it; the lifetime ends it by closing the subscription).
+  heartbeat is written beside it; the lifetime ends it by closing the subscription). On
+  asyncio the two are supervised by a small ``_Supervisor`` instead of an anyio task
+  group: the same structure (the watchdog is cancelled and awaited before ``serve``
+  returns; either side ends the other), for a fifth of the memory per stream, which is
+  what decides how many connections a process holds. Elsewhere (trio) it is a task group.
 - **iterated** (``async for chunk in stream``): a framework that owns ``send`` (Django,
   Quart) writes each chunk itself. The time from handing out a chunk to being asked for
   the next one is the framework's write; a timer armed in between gives up on the client
@@ -23,16 +27,26 @@ subscription being revoked, the store being closed, an exception in the app.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
-from typing import TYPE_CHECKING, Final, final
+from typing import TYPE_CHECKING, Any, Final, final
 
 import anyio
 
-from .._exceptions import SlowConsumerError
+from .._exceptions import SlowConsumerError, StoreClosedError
+from .._presence import PRESENCE_PREFIX
+from .._subscription import observer_of
+from ._expiry import expiry_chunk, seconds_left
 from ._http import HEARTBEAT, raw_headers
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Coroutine
+    from datetime import datetime
+    from types import TracebackType
+
+    from .._event import Event
+    from .._presence import PresenceSession
     from .._subscription import Subscription
     from .._types import Message, Receive, Scope, Send
     from ._options import StreamOptions
@@ -43,6 +57,8 @@ _SSE_RAW_HEADERS: Final = tuple(raw_headers())
 
 # Lifecycle: not started, streaming, ended (the subscription is released).
 _NEW, _OPEN, _DONE = 0, 1, 2
+
+_log = logging.getLogger("sse_channels.asgi")
 
 
 @final
@@ -57,7 +73,9 @@ class EventStream:
     and a comment heartbeat after ``options.heartbeat`` seconds without a write (only
     between batches, so an event is never split). It ends the response normally when the
     subscription ends (revoked, store closed, slow consumer: the client then reconnects
-    and resumes) or its lifetime has passed; it stops at once, without finishing the
+    and resumes), its lifetime has passed, or its credential expired (``expires``: it
+    ends with a ``retry:`` hint, the subscription's ``close_reason`` is ``"expired"``,
+    and the browser reconnects and is authorised again); it stops at once, without finishing the
     response, when the client disconnects, when ``send`` raises ``OSError``, or when one
     write has not completed within ``options.send_timeout`` seconds.
 
@@ -66,19 +84,31 @@ class EventStream:
         options: how it behaves (validated already).
         status: the HTTP status (when served).
         headers: the ASGI raw headers (when served); the SSE headers by default.
-        ends_in: seconds after which it must end whatever its ``max_lifetime``, e.g. when
-            the credential that opened it expires; the earlier of the two wins.
+        ends_in: seconds after which it must end whatever its ``max_lifetime``; the
+            earlier of the two wins.
+        expires: when the credential that opened it expires (a timezone-aware
+            ``datetime``, e.g. from a JWT's ``exp``): it ends then, cleanly, with a
+            ``retry:`` of ``options.retry`` or [EXPIRY_RETRY][sse_channels.asgi.EXPIRY_RETRY]
+            ms, unless its lifetime ends it first.
+
+    Raises:
+        CredentialExpiredError: ``expires`` is not in the future.
+        TypeError, ValueError: ``expires`` is not a timezone-aware ``datetime``.
     """
 
     __slots__ = (
         "_cancel",
+        "_client",
         "_ends",
         "_error",
+        "_farewell",
         "_heartbeat",
         "_last_write",
+        "_member",
         "_sending_since",
         "_state",
         "_timer",
+        "_unwritten",
         "_waiting",
         "headers",
         "options",
@@ -94,6 +124,7 @@ class EventStream:
         status: int = 200,
         headers: list[tuple[bytes, bytes]] | tuple[tuple[bytes, bytes], ...] = _SSE_RAW_HEADERS,
         ends_in: float | None = None,
+        expires: datetime | None = None,
     ) -> None:
         self.subscription = subscription
         self.options = options
@@ -102,14 +133,27 @@ class EventStream:
         lifetime = options.lifetime()
         if ends_in is not None:
             lifetime = ends_in if lifetime is None else min(lifetime, ends_in)
+        #: The last chunk when the end is the credential's expiry; ``None``: it is not.
+        self._farewell: bytes | None = None
+        if expires is not None:
+            left = seconds_left(expires)
+            if lifetime is None or left <= lifetime:
+                lifetime = left
+                self._farewell = expiry_chunk(options.retry)
         self._last_write = now = time.monotonic()
         self._ends = None if lifetime is None else now + lifetime
+        #: The scope's ``client`` (host, port), for the log (known when served).
+        self._client: tuple[str, int] | None = None
         self._sending_since: float | None = None
         self._waiting = False
         self._heartbeat: anyio.Event | None = None  # set while the watchdog writes one
-        self._cancel: anyio.CancelScope | None = None
+        #: Ends the other side: the task group's scope, or (asyncio) the supervisor.
+        self._cancel: anyio.CancelScope | _Supervisor | None = None
         self._error: Exception | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._member: PresenceSession | None = None
+        #: Iterated, with metrics: the batch handed to the framework, until it asks again.
+        self._unwritten: list[Event] | None = None
         self._state = _NEW
 
     @property
@@ -148,9 +192,11 @@ class EventStream:
                 )
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             return
+        self._client = scope.get("client")  # formatted only if a line is logged
         self._open()
+        supervisor = _Supervisor.of_current_task()
         try:
-            async with anyio.create_task_group() as group:
+            async with anyio.create_task_group() if supervisor is None else supervisor as group:
                 self._cancel = group.cancel_scope
                 group.start_soon(self._watch, receive, send)
                 # The writer loop, inline (a parked stream's memory is mostly its frames):
@@ -164,8 +210,14 @@ class EventStream:
                         }
                         await self._send(send, start)
                     await self._send(send, _body(self.options.opening))
-                    while (chunk := await self._next_batch()) is not None:
-                        await self._send(send, _body(chunk))
+                    metrics = observer_of(self.subscription)
+                    while (batch := await self._next_events()) is not None:
+                        await self._send(send, _body(_join(batch)))
+                        if metrics is not None:
+                            metrics.written(self.subscription, batch)
+                    if self.subscription.close_reason == "expired":
+                        assert self._farewell is not None
+                        await self._send(send, _body(self._farewell))
                     end = {"type": "http.response.body", "body": b"", "more_body": False}
                     await self._send(send, end)
                 except OSError:
@@ -182,8 +234,8 @@ class EventStream:
         if error is not None:
             raise error
 
-    async def _next_batch(self) -> bytes | None:
-        """The next batch of events as one chunk; ``None`` once the subscription ended."""
+    async def _next_events(self) -> list[Event] | None:
+        """The next batch of events; ``None`` once the subscription ended."""
         self._waiting = True
         try:
             batch = await self.subscription.receive_batch()
@@ -194,9 +246,7 @@ class EventStream:
         heartbeat = self._heartbeat
         if heartbeat is not None:
             await heartbeat.wait()  # the watchdog is writing one: writes never interleave
-        if not batch:
-            return None
-        return batch[0].encoded if len(batch) == 1 else b"".join(e.encoded for e in batch)
+        return batch or None
 
     async def _send(self, send: Send, message: Message) -> None:
         self._sending_since = started = time.monotonic()
@@ -226,10 +276,9 @@ class EventStream:
                 ends = self._ends
                 if ends is not None:
                     if now >= ends:
-                        self._ends = None
                         # The writer finishes its current write, finds the subscription
                         # ended, and ends the response cleanly.
-                        self.subscription.close()
+                        self._reach_end()
                     else:
                         wake = min(wake, ends)
                 if heartbeat is not None:
@@ -241,15 +290,28 @@ class EventStream:
                             continue
                         due = now + heartbeat  # the writer is busy: it writes soon anyway
                     wake = min(wake, due)
-                # Listen until the next thing is due. No scope when nothing ever is.
+                # Listen until the next thing is due. No timer when nothing ever is.
                 if wake == math.inf:
                     while (await receive())["type"] != "http.disconnect":
                         pass
                     break
-                with anyio.move_on_after(wake - now):
+                supervisor = self._cancel
+                if not isinstance(supervisor, _Supervisor):
+                    with anyio.move_on_after(wake - now):
+                        while (await receive())["type"] != "http.disconnect":
+                            pass
+                        break
+                    continue
+                timer = supervisor.interrupt_after(wake - now)
+                try:
                     while (await receive())["type"] != "http.disconnect":
                         pass
                     break
+                except asyncio.CancelledError:
+                    if not supervisor.interrupted():
+                        raise
+                finally:
+                    timer.cancel()
         except OSError:
             pass  # from a heartbeat's send(): the client is gone
         except Exception as exc:
@@ -262,23 +324,47 @@ class EventStream:
         """Write a heartbeat while the writer waits for events; ``False``: it timed out."""
         done = self._heartbeat = anyio.Event()
         try:
-            with anyio.move_on_after(math.inf if send_timeout is None else send_timeout):
+            supervisor = self._cancel
+            if not isinstance(supervisor, _Supervisor):
+                with anyio.move_on_after(math.inf if send_timeout is None else send_timeout):
+                    await send(_body(HEARTBEAT))
+                    self._last_write = time.monotonic()
+                    return True
+                self._time_out()
+                return False
+            timer = None if send_timeout is None else supervisor.interrupt_after(send_timeout)
+            try:
                 await send(_body(HEARTBEAT))
-                self._last_write = time.monotonic()
-                return True
-            self._time_out()
-            return False
+            except asyncio.CancelledError:
+                if not supervisor.interrupted():
+                    raise
+                self._time_out()
+                return False
+            finally:
+                if timer is not None:
+                    timer.cancel()
+            self._last_write = time.monotonic()
+            return True
         finally:
             self._heartbeat = None
             done.set()
 
     def _time_out(self) -> None:
+        _log.info(
+            "gave up on client %s: a write took longer than send_timeout (%s s); channels %s",
+            self._address(),
+            self.options.send_timeout,
+            self.subscription.channels,
+        )
         # Released now, even if the server shields its socket write from cancellation
         # (hypercorn does) and send() stays blocked.
         self.subscription.close()
         observer = self.options.observer
         if observer is not None:
             observer.write_timed_out(self.subscription)
+        metrics = observer_of(self.subscription)
+        if metrics is not None:
+            metrics.write_timed_out(self.subscription)
         if self._cancel is not None:
             self._cancel.cancel()
 
@@ -297,6 +383,11 @@ class EventStream:
         subscription.
         """
         self._disarm()  # the framework asks again: its write of the last chunk is done
+        if self._unwritten is not None:
+            written, self._unwritten = self._unwritten, None
+            metrics = observer_of(self.subscription)
+            if metrics is not None:
+                metrics.written(self.subscription, written)
         if self._state == _DONE:
             raise StopAsyncIteration
         if self._state == _NEW:
@@ -318,17 +409,24 @@ class EventStream:
         if ends is not None:
             left = ends - time.monotonic()
             if left <= 0:
-                return None
+                return self._reach_end()
             wait = min(wait, left)
         if wait == math.inf:
-            return await self._next_batch()
+            return self._chunk(await self._next_events())
         # Here (and only here) a wait has a timeout of its own: nothing else runs beside a
         # framework's iteration to interrupt it.
         with anyio.move_on_after(wait):
-            return await self._next_batch()
+            return self._chunk(await self._next_events())
         if ends is not None and time.monotonic() >= ends:
-            return None
+            return self._reach_end()
         return HEARTBEAT
+
+    def _chunk(self, batch: list[Event] | None) -> bytes | None:
+        if batch is None:
+            return None
+        if observer_of(self.subscription) is not None:
+            self._unwritten = batch  # written once the framework asks for the next chunk
+        return _join(batch)
 
     def _arm(self) -> None:
         send_timeout = self.options.send_timeout
@@ -354,21 +452,79 @@ class EventStream:
 
     # -- both ------------------------------------------------------------------------------
 
+    def _reach_end(self) -> bytes | None:
+        """The lifetime or the credential ran out: end the subscription; the last chunk."""
+        self._ends = None
+        farewell = self._farewell
+        self.subscription.close("closed" if farewell is None else "expired")
+        return farewell
+
     def _open(self) -> None:
         self._state = _OPEN
+        if _log.isEnabledFor(logging.DEBUG):
+            _log.debug(
+                "stream opened: client %s, channels %s, last event id %r",
+                self._address(),
+                self.subscription.channels + list(self.subscription.patterns),
+                self.subscription.last_event_id,
+            )
         observer = self.options.observer
         if observer is not None:
             observer.opened(self.subscription)
+        presence = self.options.presence
+        key = self.subscription.key
+        if presence is not None and key is not None:
+            rooms = [c for c in self.subscription.channels if not c.startswith(PRESENCE_PREFIX)]
+            try:
+                if rooms:
+                    self._member = presence.join(rooms, key)
+            except StoreClosedError:
+                pass  # shutting down: the store closes next, and the stream ends
+            except BaseException:
+                self.close()  # a key that is no member id: refused, nothing held
+                raise
+        metrics = observer_of(self.subscription)
+        if metrics is not None:
+            metrics.opened(self.subscription)
 
     def close(self) -> None:
         """Stop streaming and release the subscription now; idempotent, never blocks."""
         self._disarm()
         self.subscription.close()
+        member, self._member = self._member, None
+        if member is not None:
+            member.leave()  # never blocks; the presence's worker tells the backend
         if self._state == _OPEN:
+            self._log_end()
             observer = self.options.observer
             if observer is not None:
                 observer.closed(self.subscription)
+            metrics = observer_of(self.subscription)
+            if metrics is not None:
+                metrics.closed(self.subscription)
         self._state = _DONE
+        self._unwritten = None
+
+    def _address(self) -> str:
+        client = self._client
+        if not client:
+            return "(unknown)"
+        return f"{client[0]}:{client[1]}" if len(client) > 1 else str(client[0])
+
+    def _log_end(self) -> None:
+        if self.subscription.close_reason == "expired":
+            _log.info(
+                "stream ended: the credential behind it expired (client %s, channels %s)",
+                self._address(),
+                self.subscription.channels,
+            )
+        elif _log.isEnabledFor(logging.DEBUG):
+            _log.debug(
+                "stream closed: client %s, reason %s, last event id %r",
+                self._address(),
+                self.subscription.close_reason,
+                self.subscription.last_event_id,
+            )
 
     async def aclose(self) -> None:
         """Stop streaming and release the subscription; idempotent.
@@ -377,6 +533,112 @@ class EventStream:
         drops the response before reading the first chunk.
         """
         self.close()
+
+
+def _join(batch: list[Event]) -> bytes:
+    return batch[0].encoded if len(batch) == 1 else b"".join([e.encoded for e in batch])
+
+
+@final
+class _Supervisor:
+    """The writer (the caller's task) and its watchdog (a task of its own), on asyncio.
+
+    What the served path needs of an anyio task group, and no more: ``start_soon`` starts
+    the watchdog; ``cancel_scope.cancel()`` from the watchdog cancels the writer wherever
+    it waits, and from the writer ends the watchdog; leaving the ``async with`` ends the
+    watchdog and waits for it, and swallows the cancellation it caused the writer (on
+    Python 3.11+ only if nobody else cancelled the task as well). ``interrupt_after`` is
+    ``move_on_after`` for the watchdog's waits: one timer handle, no scope.
+    """
+
+    __slots__ = ("_cancelled", "_host", "_stopping", "_watch", "_woken")
+
+    def __init__(self, host: asyncio.Task[Any]) -> None:
+        self._host: asyncio.Task[Any] | None = host
+        self._watch: asyncio.Task[None] | None = None
+        self._cancelled = False  # the writer was cancelled by us
+        self._stopping = False  # the watchdog is being ended
+        self._woken = False  # a timer interrupted the watchdog's wait
+
+    @classmethod
+    def of_current_task(cls) -> _Supervisor | None:
+        """One for the running asyncio task; ``None`` on another event loop (trio)."""
+        try:
+            host = asyncio.current_task()
+        except RuntimeError:
+            return None
+        return None if host is None else cls(host)
+
+    @property
+    def cancel_scope(self) -> _Supervisor:
+        return self
+
+    def start_soon(self, function: Callable[..., Coroutine[Any, Any, None]], *args: Any) -> None:
+        self._watch = asyncio.get_running_loop().create_task(function(*args))
+
+    def cancel(self) -> None:
+        """From the writer: end the watchdog; from anywhere else: cancel the writer."""
+        host = self._host
+        if host is None:
+            return
+        if asyncio.current_task() is host:
+            self._stop_watch()
+        elif not self._cancelled:
+            self._cancelled = True
+            host.cancel()
+
+    def interrupt_after(self, delay: float) -> asyncio.TimerHandle:
+        """Interrupt the watchdog's wait after ``delay`` seconds (see ``interrupted``)."""
+        return asyncio.get_running_loop().call_later(delay, self._interrupt)
+
+    def interrupted(self) -> bool:
+        """The ``CancelledError`` just caught came from ``interrupt_after``'s timer alone."""
+        woken, self._woken = self._woken, False
+        if not woken or self._stopping:
+            return False
+        assert self._watch is not None
+        return _uncancel(self._watch) == 0
+
+    def _interrupt(self) -> None:
+        watch = self._watch
+        if watch is not None and not self._stopping and not watch.done():
+            self._woken = True
+            watch.cancel()
+
+    def _stop_watch(self) -> None:
+        self._stopping = True
+        watch = self._watch
+        if watch is not None and not watch.done():
+            watch.cancel()
+
+    async def __aenter__(self) -> _Supervisor:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        host, self._host = self._host, None  # nothing cancels the writer from now on
+        self._stop_watch()
+        watch = self._watch
+        if watch is not None and not watch.done():
+            await asyncio.wait((watch,))
+        if (
+            self._cancelled
+            and exc_type is not None
+            and issubclass(exc_type, asyncio.CancelledError)
+        ):
+            assert host is not None
+            return _uncancel(host) == 0
+        return False
+
+
+def _uncancel(task: asyncio.Task[Any]) -> int:
+    """``task.uncancel()`` (Python 3.11+): the cancellations still pending; 0 before 3.11."""
+    uncancel = getattr(task, "uncancel", None)
+    return 0 if uncancel is None else int(uncancel())
 
 
 def _body(chunk: bytes) -> Message:

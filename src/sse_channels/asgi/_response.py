@@ -12,6 +12,7 @@ from ._options import StreamOptions, StreamSettings, stream_options
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from datetime import datetime
 
     from .._subscription import Subscription
     from .._types import Receive, Scope, Send
@@ -45,14 +46,20 @@ class EventStreamResponse:
         headers: extra response headers; one named like an SSE header replaces it.
             ``Connection``, ``Content-Length``, ``Transfer-Encoding``, ``Keep-Alive`` and
             ``Content-Encoding`` are refused.
-        ends_in: seconds after which the stream ends whatever its ``max_lifetime`` (e.g.
-            when the credential that opened it expires).
+        ends_in: seconds after which the stream ends whatever its ``max_lifetime``.
+        expires: when the credential that opened the stream expires (a timezone-aware
+            ``datetime``): the stream ends then with a ``retry:`` hint, and the
+            subscription's ``close_reason`` is ``"expired"``.
 
     Raises:
-        ValueError, TypeError: an option is out of range or a header is refused.
+        ValueError, TypeError: an option is out of range, a header is refused, or
+            ``expires`` is not a timezone-aware ``datetime``.
+        CredentialExpiredError: ``expires`` is not in the future.
+
+    The subscription is released if it raises.
     """
 
-    __slots__ = ("ends_in", "options", "raw_headers", "status", "subscription")
+    __slots__ = ("ends_in", "expires", "options", "raw_headers", "status", "stream", "subscription")
 
     def __init__(
         self,
@@ -62,17 +69,28 @@ class EventStreamResponse:
         status: int = 200,
         headers: HeaderItems | None = None,
         ends_in: float | None = None,
+        expires: datetime | None = None,
         **settings: Unpack[StreamSettings],
     ) -> None:
         try:
             self.options = stream_options(options, settings)
             self.status = check_status(status)
             self.raw_headers = raw_headers(headers)
+            #: The engine that serves it, made now: the expiry is checked at this call.
+            self.stream = EventStream(
+                subscription,
+                self.options,
+                status=self.status,
+                headers=self.raw_headers,
+                ends_in=ends_in,
+                expires=expires,
+            )
         except BaseException:
             subscription.close()
             raise
         self.subscription = subscription
         self.ends_in = ends_in
+        self.expires = expires
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Stream the subscription until it ends or the client goes; see the class docs.
@@ -81,19 +99,17 @@ class EventStreamResponse:
             Exception: whatever ``send``/``receive`` raise, except ``OSError`` from
                 ``send``, which means the client is gone and ends the stream quietly.
         """
-        stream = EventStream(
-            self.subscription,
-            self.options,
-            status=self.status,
-            headers=self.raw_headers,
-            ends_in=self.ends_in,
-        )
+        stream = self.stream
+        stream.status = check_status(self.status)  # as they are now, if they were changed
+        stream.headers = self.raw_headers
         await stream.serve(scope, receive, send)
 
 
 def event_stream(
     subscription: Subscription,
     options: StreamOptions | None = None,
+    *,
+    expires: datetime | None = None,
     **settings: Unpack[StreamSettings],
 ) -> EventStream:
     """An event-stream body over a subscription, for frameworks that take a streaming body.
@@ -109,13 +125,18 @@ def event_stream(
         subscription: what to stream; the iterator owns it from now on.
         options: a [StreamOptions][sse_channels.asgi.StreamOptions], or its fields as
             keyword ``settings``.
+        expires: when the credential behind the stream expires (a timezone-aware
+            ``datetime``): it yields a last ``retry:`` chunk then and ends.
 
     Raises:
-        ValueError, TypeError: an option is out of range (at the call, not mid-stream);
-            the subscription is released.
+        ValueError, TypeError: an option is out of range (at the call, not mid-stream),
+            or ``expires`` is not a timezone-aware ``datetime``; the subscription is
+            released.
+        CredentialExpiredError: ``expires`` is not in the future; the subscription is
+            released.
     """
     try:
-        return EventStream(subscription, stream_options(options, settings))
+        return EventStream(subscription, stream_options(options, settings), expires=expires)
     except BaseException:
         subscription.close()
         raise
@@ -154,6 +175,7 @@ class StreamResponder(Generic[R]):
         *,
         status: int = 200,
         headers: HeaderItems | None = None,
+        expires: datetime | None = None,
         **settings: Unpack[StreamSettings],
     ) -> R:
         """A response that streams ``subscription``; return it from a view or handler.
@@ -173,15 +195,24 @@ class StreamResponder(Generic[R]):
             status: the HTTP status.
             headers: extra response headers (``Connection``, ``Content-Length``,
                 ``Content-Encoding``... are refused, as for ``EventStreamResponse``).
+            expires: when the credential that opened the stream expires (a
+                timezone-aware ``datetime``, e.g. a JWT's ``exp``): the stream ends then
+                with a ``retry:`` hint, the browser reconnects and is authorised again.
 
         Raises:
-            ValueError, TypeError: an option is out of range or a header is refused; the
-                subscription is released.
+            ValueError, TypeError: an option is out of range, a header is refused, or
+                ``expires`` is not a timezone-aware ``datetime``; the subscription is
+                released.
+            CredentialExpiredError: ``expires`` is not in the future; the subscription is
+                released.
             RuntimeError: the framework cannot stream here (e.g. Django outside ASGI).
         """
         try:
             stream = EventStream(
-                subscription, stream_options(options, settings), status=check_status(status)
+                subscription,
+                stream_options(options, settings),
+                status=check_status(status),
+                expires=expires,
             )
             fields = header_fields(headers, one_per_name=self._one_value_per_header)
             return self._build(stream, fields)

@@ -63,10 +63,12 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
         return 1
     port = sock.getsockname()[1]
     host = f"[{args.host}]" if ":" in args.host else args.host
+    presence = None
     if args.redis is not None:
-        from ..backends.redis import RedisBackend
+        from ..backends.redis import RedisBackend, RedisPresence
 
         store = ChannelStore(RedisBackend(args.redis, prefix="sse-demo:"))
+        presence = RedisPresence(args.redis, prefix="sse-demo:presence:", ttl=10)
         where = f"Redis at {args.redis}"
     elif args.postgres is not None:
         try:
@@ -89,7 +91,7 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
         store = ChannelStore()
         where = "in-memory store"
     # Cookies ignore ports: a cookie name per port keeps two demos on one host apart.
-    app = DemoApp(store, cookie_name=f"sse_demo_{port}")
+    app = DemoApp(store, cookie_name=f"sse_demo_{port}", presence=presence)
     banner = f"sse-channels demo ({where}): http://{host}:{port}/"
     try:
         started = serve(app, sock, banner, log_level=args.log_level)
