@@ -192,6 +192,7 @@ class PostgresBackend:
         self._since: dict[str, int] = {}
         #: Set when something is watched: wakes a reader that idles while nothing is.
         self._activity = anyio.Event()
+        self._read_cursor: psycopg.AsyncCursor[Any] | None = None
 
         self._link: Link | None = None
         self._sender: Sender | None = None
@@ -530,11 +531,14 @@ class PostgresBackend:
         """One read handed to the store; ``(events read, it hit the limit, held back)``."""
         generation = self._epoch.generation
         txid, row_id = self._position
-        with anyio.fail_after(IO_TIMEOUT):
-            cursor = await connection.execute(
-                self._sql.read, (str(txid), row_id, READ_LIMIT, self._trim_seq)
-            )
-            rows = await cursor.fetchall()
+        # No timer: the connection's statement_timeout and TCP keepalives bound the read.
+        cursor = self._read_cursor
+        if cursor is None or cursor.connection is not connection:
+            cursor = self._read_cursor = connection.cursor()
+        await cursor.execute(
+            self._sql.read, (str(txid), row_id, READ_LIMIT, self._trim_seq), prepare=True
+        )
+        rows = await cursor.fetchall()
         if generation != self._epoch.generation:
             return 0, True, False  # a send found a new epoch meanwhile: read from its start
         held = False
