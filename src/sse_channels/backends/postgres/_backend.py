@@ -51,7 +51,7 @@ from ..._exceptions import BackendError
 from ..._pattern import is_pattern
 from ._health import Health, describe
 from ._ids import Epoch, event_id, split_key
-from ._link import IO_TIMEOUT, Link, open_async, open_sync, redact
+from ._link import IO_TIMEOUT, Link, LinkClosedError, open_async, open_sync, redact
 from ._rows import MalformedRow, columns, event_of
 from ._schema import Sql
 from ._sender import Sender, answers, backoff
@@ -627,6 +627,8 @@ class PostgresBackend:
                     await link.run(
                         self._trimmer(self._sql.trim_age, (self._max_age, _AGE_TRIM_LIMIT))
                     )
+            except LinkClosedError:
+                return  # the backend is closing
             except (psycopg.Error, OSError, TimeoutError) as exc:
                 self._health.last_error = describe(exc)
                 _log.warning("retention trimming failed (%s); trying again later", describe(exc))
@@ -670,6 +672,8 @@ class PostgresBackend:
         while True:
             try:
                 rows = await link.run(read)
+            except LinkClosedError:
+                return None
             except (psycopg.Error, OSError, TimeoutError) as exc:
                 self._health.last_error = describe(exc)
                 return None
