@@ -11,8 +11,10 @@ Four tables in the schema (``sse`` by default), created on start:
 - ``presence_processes (process, expires_at)`` and ``presence_swept (process, at)``: the
   heartbeats, and the processes whose connections were expired.
 
-``add`` and ``remove`` are one transaction each, taking the connection row, then the
-member row, then the channel's version row, always in that order. The sweep removes a
+``add`` and ``remove`` are one statement each (the functions ``presence_add`` and
+``presence_remove``, made with the tables): one round trip and one transaction per change,
+taking the connection row, then the member row, then the channel's version row, always in
+that order. The sweep removes a
 dead process's connections one transaction each, with ``remove``'s statements: if two
 processes sweep at once, each row is deleted by one of them, so each leave is announced
 once.
@@ -72,27 +74,56 @@ class PresenceSql:
             f"""CREATE TABLE IF NOT EXISTS {s}.presence_swept (
                 process text PRIMARY KEY, at timestamptz NOT NULL DEFAULT now())""",
         ]
-        self.list_process = f"""INSERT INTO {s}.presence_processes (process, expires_at)
-            VALUES (%s, clock_timestamp() + %s * interval '1 millisecond')
-            ON CONFLICT (process) DO NOTHING"""
-        self.insert_connection = f"""INSERT INTO {s}.presence_connections
-            (channel, connection, member, meta, process) VALUES (%s, %s, %s, %s, %s)
-            ON CONFLICT (channel, connection) DO NOTHING RETURNING 1"""
-        self.count_up = f"""INSERT INTO {s}.presence_members (channel, member, connections, version)
-            VALUES (%s, %s, 1, 0) ON CONFLICT (channel, member)
-            DO UPDATE SET connections = {s}.presence_members.connections + 1
-            RETURNING connections"""
-        self.next_version = f"""INSERT INTO {s}.presence_versions (channel, version)
-            VALUES (%s, {_NOW_US}) ON CONFLICT (channel) DO UPDATE SET version =
-            GREATEST({s}.presence_versions.version + 1, EXCLUDED.version) RETURNING version"""
-        self.set_version = (
-            f"UPDATE {s}.presence_members SET version = %s WHERE channel = %s AND member = %s"
-        )
-        self.delete_connection = f"""DELETE FROM {s}.presence_connections
-            WHERE channel = %s AND connection = %s RETURNING member"""
-        self.count_down = f"""UPDATE {s}.presence_members SET connections = connections - 1
-            WHERE channel = %s AND member = %s RETURNING connections"""
-        self.delete_member = f"DELETE FROM {s}.presence_members WHERE channel = %s AND member = %s"
+        # One round trip per change: add and remove are functions (one statement each, so
+        # one transaction each under autocommit), taking the connection row, the member row
+        # and the channel's version row, in that order.
+        version = f"""INSERT INTO {s}.presence_versions AS pv (channel, version)
+                VALUES (p_channel, {_NOW_US}) ON CONFLICT (channel)
+                DO UPDATE SET version = GREATEST(pv.version + 1, EXCLUDED.version)
+                RETURNING pv.version INTO v;"""
+        self.create += [
+            f"""CREATE OR REPLACE FUNCTION {s}.presence_add(p_channel text, p_connection text,
+                p_member text, p_meta text, p_process text, p_ttl_ms bigint)
+            RETURNS bigint LANGUAGE plpgsql AS $$
+            DECLARE n integer; v bigint;
+            BEGIN
+              INSERT INTO {s}.presence_processes (process, expires_at)
+                VALUES (p_process, clock_timestamp() + p_ttl_ms * interval '1 millisecond')
+                ON CONFLICT (process) DO NOTHING;
+              INSERT INTO {s}.presence_connections (channel, connection, member, meta, process)
+                VALUES (p_channel, p_connection, p_member, p_meta, p_process)
+                ON CONFLICT (channel, connection) DO NOTHING;
+              IF NOT FOUND THEN RETURN 0; END IF;
+              INSERT INTO {s}.presence_members AS pm (channel, member, connections, version)
+                VALUES (p_channel, p_member, 1, 0) ON CONFLICT (channel, member)
+                DO UPDATE SET connections = pm.connections + 1 RETURNING pm.connections INTO n;
+              IF n > 1 THEN RETURN 0; END IF;
+              {version}
+              UPDATE {s}.presence_members SET version = v
+                WHERE channel = p_channel AND member = p_member;
+              RETURN v;
+            END $$""",
+            f"""CREATE OR REPLACE FUNCTION {s}.presence_remove(p_channel text,
+                p_connection text, OUT o_member text, OUT o_version bigint)
+            LANGUAGE plpgsql AS $$
+            DECLARE n integer; v bigint;
+            BEGIN
+              DELETE FROM {s}.presence_connections AS pc
+                WHERE pc.channel = p_channel AND pc.connection = p_connection
+                RETURNING pc.member INTO o_member;
+              IF o_member IS NULL THEN RETURN; END IF;
+              UPDATE {s}.presence_members AS pm SET connections = pm.connections - 1
+                WHERE pm.channel = p_channel AND pm.member = o_member
+                RETURNING pm.connections INTO n;
+              IF n > 0 THEN o_version := 0; RETURN; END IF;
+              DELETE FROM {s}.presence_members AS pm
+                WHERE pm.channel = p_channel AND pm.member = o_member;
+              {version}
+              o_version := v;
+            END $$""",
+        ]
+        self.add = f"SELECT {s}.presence_add(%s, %s, %s, %s, %s, %s)"
+        self.remove = f"SELECT o_member, o_version FROM {s}.presence_remove(%s, %s)"
         self.snapshot_version = f"""SELECT GREATEST(COALESCE((SELECT version FROM
             {s}.presence_versions WHERE channel = %s), 0), {_NOW_US})"""
         self.snapshot_connections = (
@@ -159,7 +190,10 @@ class PostgresPresence:
         beat = ttl / 3 if interval is None else interval
         if isinstance(beat, bool) or not isinstance(beat, (int, float)) or not 0 < beat < ttl:
             raise ValueError(f"interval must be positive seconds below ttl, not {interval!r}")
-        self._link = Link(dsn, application_name, "presence")
+        # Commits need not wait for the WAL flush: a change lost in a crash of PostgreSQL
+        # is one the heartbeat and the sweep repair (a process registers again, a dead
+        # process expires), and waiting would cost a disk flush per join.
+        self._link = Link(dsn, application_name, "presence", synchronous_commit=False)
         self._ttl_ms = max(1, round(ttl * 1000))
         self._interval = float(beat)
         #: This process in the tables: its connections are ``<process>:<n>``.
@@ -223,50 +257,27 @@ class PostgresPresence:
         sql = self._sql
 
         async def run(db: psycopg.AsyncConnection[Any]) -> int:
-            async with db.transaction():
-                await db.execute(sql.list_process, (self.process, self._ttl_ms))
-                cursor = await db.execute(
-                    sql.insert_connection, (channel, connection, member, meta, self.process)
-                )
-                if await cursor.fetchone() is None:
-                    return 0  # there already
-                cursor = await db.execute(sql.count_up, (channel, member))
-                row = await cursor.fetchone()
-                assert row is not None
-                if row[0] > 1:
-                    return 0
-                cursor = await db.execute(sql.next_version, (channel,))
-                found = await cursor.fetchone()
-                assert found is not None
-                await db.execute(sql.set_version, (found[0], channel, member))
-                return int(found[0])
+            params = (channel, connection, member, meta, self.process, self._ttl_ms)
+            row = await (await db.execute(sql.add, params)).fetchone()
+            return 0 if row is None else int(row[0])
 
         version = await self._run(run)
         return PresenceChange(channel, member, version, True, meta) if version else None
 
     async def remove(self, channel: str, connection: str) -> PresenceChange | None:
         self._local.pop((channel, connection), None)
+        if not self._local:
+            self._local = {}  # a dict never shrinks: after a crowd, let it go
         return await self._remove(channel, self._connection(connection))
 
     async def _remove(self, channel: str, connection: str) -> PresenceChange | None:
         sql = self._sql
 
         async def run(db: psycopg.AsyncConnection[Any]) -> tuple[str, int] | None:
-            async with db.transaction():
-                cursor = await db.execute(sql.delete_connection, (channel, connection))
-                row = await cursor.fetchone()
-                if row is None:
-                    return None
-                member = str(row[0])
-                cursor = await db.execute(sql.count_down, (channel, member))
-                left = await cursor.fetchone()
-                if left is not None and left[0] > 0:
-                    return member, 0
-                await db.execute(sql.delete_member, (channel, member))
-                cursor = await db.execute(sql.next_version, (channel,))
-                found = await cursor.fetchone()
-                assert found is not None
-                return member, int(found[0])
+            row = await (await db.execute(sql.remove, (channel, connection))).fetchone()
+            if row is None or row[0] is None:
+                return None
+            return str(row[0]), int(row[1])
 
         result = await self._run(run)
         if result is None or not result[1]:
