@@ -8,7 +8,11 @@ same writer loop, heartbeats, write deadline, lifetime and clean-up:
   messages, writes heartbeats while the writer waits, ends the stream at its lifetime, and
   gives up on a write that has taken longer than ``send_timeout``. Two tasks per stream
   and no cancel scope per batch: the writer's wait for events is never interrupted (a
-  heartbeat is written beside it; the lifetime ends it by closing the subscription).
+  heartbeat is written beside it; the lifetime ends it by closing the subscription). On
+  asyncio the two are supervised by a small ``_Supervisor`` instead of an anyio task
+  group: the same structure (the watchdog is cancelled and awaited before ``serve``
+  returns; either side ends the other), for a fifth of the memory per stream, which is
+  what decides how many connections a process holds. Elsewhere (trio) it is a task group.
 - **iterated** (``async for chunk in stream``): a framework that owns ``send`` (Django,
   Quart) writes each chunk itself. The time from handing out a chunk to being asked for
   the next one is the framework's write; a timer armed in between gives up on the client
@@ -23,9 +27,10 @@ subscription being revoked, the store being closed, an exception in the app.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
-from typing import TYPE_CHECKING, Final, final
+from typing import TYPE_CHECKING, Any, Final, final
 
 import anyio
 
@@ -36,7 +41,9 @@ from ._expiry import expiry_chunk, seconds_left
 from ._http import HEARTBEAT, raw_headers
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Coroutine
     from datetime import datetime
+    from types import TracebackType
 
     from .._event import Event
     from .._presence import PresenceSession
@@ -50,6 +57,8 @@ _SSE_RAW_HEADERS: Final = tuple(raw_headers())
 
 # Lifecycle: not started, streaming, ended (the subscription is released).
 _NEW, _OPEN, _DONE = 0, 1, 2
+
+_log = logging.getLogger("sse_channels.asgi")
 
 
 @final
@@ -89,6 +98,7 @@ class EventStream:
 
     __slots__ = (
         "_cancel",
+        "_client",
         "_ends",
         "_error",
         "_farewell",
@@ -132,10 +142,13 @@ class EventStream:
                 self._farewell = expiry_chunk(options.retry)
         self._last_write = now = time.monotonic()
         self._ends = None if lifetime is None else now + lifetime
+        #: The scope's ``client`` (host, port), for the log (known when served).
+        self._client: tuple[str, int] | None = None
         self._sending_since: float | None = None
         self._waiting = False
         self._heartbeat: anyio.Event | None = None  # set while the watchdog writes one
-        self._cancel: anyio.CancelScope | None = None
+        #: Ends the other side: the task group's scope, or (asyncio) the supervisor.
+        self._cancel: anyio.CancelScope | _Supervisor | None = None
         self._error: Exception | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._member: PresenceSession | None = None
@@ -179,9 +192,11 @@ class EventStream:
                 )
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             return
+        self._client = scope.get("client")  # formatted only if a line is logged
         self._open()
+        supervisor = _Supervisor.of_current_task()
         try:
-            async with anyio.create_task_group() as group:
+            async with anyio.create_task_group() if supervisor is None else supervisor as group:
                 self._cancel = group.cancel_scope
                 group.start_soon(self._watch, receive, send)
                 # The writer loop, inline (a parked stream's memory is mostly its frames):
@@ -275,15 +290,28 @@ class EventStream:
                             continue
                         due = now + heartbeat  # the writer is busy: it writes soon anyway
                     wake = min(wake, due)
-                # Listen until the next thing is due. No scope when nothing ever is.
+                # Listen until the next thing is due. No timer when nothing ever is.
                 if wake == math.inf:
                     while (await receive())["type"] != "http.disconnect":
                         pass
                     break
-                with anyio.move_on_after(wake - now):
+                supervisor = self._cancel
+                if not isinstance(supervisor, _Supervisor):
+                    with anyio.move_on_after(wake - now):
+                        while (await receive())["type"] != "http.disconnect":
+                            pass
+                        break
+                    continue
+                timer = supervisor.interrupt_after(wake - now)
+                try:
                     while (await receive())["type"] != "http.disconnect":
                         pass
                     break
+                except asyncio.CancelledError:
+                    if not supervisor.interrupted():
+                        raise
+                finally:
+                    timer.cancel()
         except OSError:
             pass  # from a heartbeat's send(): the client is gone
         except Exception as exc:
@@ -296,17 +324,38 @@ class EventStream:
         """Write a heartbeat while the writer waits for events; ``False``: it timed out."""
         done = self._heartbeat = anyio.Event()
         try:
-            with anyio.move_on_after(math.inf if send_timeout is None else send_timeout):
+            supervisor = self._cancel
+            if not isinstance(supervisor, _Supervisor):
+                with anyio.move_on_after(math.inf if send_timeout is None else send_timeout):
+                    await send(_body(HEARTBEAT))
+                    self._last_write = time.monotonic()
+                    return True
+                self._time_out()
+                return False
+            timer = None if send_timeout is None else supervisor.interrupt_after(send_timeout)
+            try:
                 await send(_body(HEARTBEAT))
-                self._last_write = time.monotonic()
-                return True
-            self._time_out()
-            return False
+            except asyncio.CancelledError:
+                if not supervisor.interrupted():
+                    raise
+                self._time_out()
+                return False
+            finally:
+                if timer is not None:
+                    timer.cancel()
+            self._last_write = time.monotonic()
+            return True
         finally:
             self._heartbeat = None
             done.set()
 
     def _time_out(self) -> None:
+        _log.info(
+            "gave up on client %s: a write took longer than send_timeout (%s s); channels %s",
+            self._address(),
+            self.options.send_timeout,
+            self.subscription.channels,
+        )
         # Released now, even if the server shields its socket write from cancellation
         # (hypercorn does) and send() stays blocked.
         self.subscription.close()
@@ -412,6 +461,13 @@ class EventStream:
 
     def _open(self) -> None:
         self._state = _OPEN
+        if _log.isEnabledFor(logging.DEBUG):
+            _log.debug(
+                "stream opened: client %s, channels %s, last event id %r",
+                self._address(),
+                self.subscription.channels + list(self.subscription.patterns),
+                self.subscription.last_event_id,
+            )
         observer = self.options.observer
         if observer is not None:
             observer.opened(self.subscription)
@@ -439,6 +495,7 @@ class EventStream:
         if member is not None:
             member.leave()  # never blocks; the presence's worker tells the backend
         if self._state == _OPEN:
+            self._log_end()
             observer = self.options.observer
             if observer is not None:
                 observer.closed(self.subscription)
@@ -447,6 +504,27 @@ class EventStream:
                 metrics.closed(self.subscription)
         self._state = _DONE
         self._unwritten = None
+
+    def _address(self) -> str:
+        client = self._client
+        if not client:
+            return "(unknown)"
+        return f"{client[0]}:{client[1]}" if len(client) > 1 else str(client[0])
+
+    def _log_end(self) -> None:
+        if self.subscription.close_reason == "expired":
+            _log.info(
+                "stream ended: the credential behind it expired (client %s, channels %s)",
+                self._address(),
+                self.subscription.channels,
+            )
+        elif _log.isEnabledFor(logging.DEBUG):
+            _log.debug(
+                "stream closed: client %s, reason %s, last event id %r",
+                self._address(),
+                self.subscription.close_reason,
+                self.subscription.last_event_id,
+            )
 
     async def aclose(self) -> None:
         """Stop streaming and release the subscription; idempotent.
@@ -459,6 +537,108 @@ class EventStream:
 
 def _join(batch: list[Event]) -> bytes:
     return batch[0].encoded if len(batch) == 1 else b"".join([e.encoded for e in batch])
+
+
+@final
+class _Supervisor:
+    """The writer (the caller's task) and its watchdog (a task of its own), on asyncio.
+
+    What the served path needs of an anyio task group, and no more: ``start_soon`` starts
+    the watchdog; ``cancel_scope.cancel()`` from the watchdog cancels the writer wherever
+    it waits, and from the writer ends the watchdog; leaving the ``async with`` ends the
+    watchdog and waits for it, and swallows the cancellation it caused the writer (on
+    Python 3.11+ only if nobody else cancelled the task as well). ``interrupt_after`` is
+    ``move_on_after`` for the watchdog's waits: one timer handle, no scope.
+    """
+
+    __slots__ = ("_cancelled", "_host", "_stopping", "_watch", "_woken")
+
+    def __init__(self, host: asyncio.Task[Any]) -> None:
+        self._host: asyncio.Task[Any] | None = host
+        self._watch: asyncio.Task[None] | None = None
+        self._cancelled = False  # the writer was cancelled by us
+        self._stopping = False  # the watchdog is being ended
+        self._woken = False  # a timer interrupted the watchdog's wait
+
+    @classmethod
+    def of_current_task(cls) -> _Supervisor | None:
+        """One for the running asyncio task; ``None`` on another event loop (trio)."""
+        try:
+            host = asyncio.current_task()
+        except RuntimeError:
+            return None
+        return None if host is None else cls(host)
+
+    @property
+    def cancel_scope(self) -> _Supervisor:
+        return self
+
+    def start_soon(self, function: Callable[..., Coroutine[Any, Any, None]], *args: Any) -> None:
+        self._watch = asyncio.get_running_loop().create_task(function(*args))
+
+    def cancel(self) -> None:
+        """From the writer: end the watchdog; from anywhere else: cancel the writer."""
+        host = self._host
+        if host is None:
+            return
+        if asyncio.current_task() is host:
+            self._stop_watch()
+        elif not self._cancelled:
+            self._cancelled = True
+            host.cancel()
+
+    def interrupt_after(self, delay: float) -> asyncio.TimerHandle:
+        """Interrupt the watchdog's wait after ``delay`` seconds (see ``interrupted``)."""
+        return asyncio.get_running_loop().call_later(delay, self._interrupt)
+
+    def interrupted(self) -> bool:
+        """The ``CancelledError`` just caught came from ``interrupt_after``'s timer alone."""
+        woken, self._woken = self._woken, False
+        if not woken or self._stopping:
+            return False
+        assert self._watch is not None
+        return _uncancel(self._watch) == 0
+
+    def _interrupt(self) -> None:
+        watch = self._watch
+        if watch is not None and not self._stopping and not watch.done():
+            self._woken = True
+            watch.cancel()
+
+    def _stop_watch(self) -> None:
+        self._stopping = True
+        watch = self._watch
+        if watch is not None and not watch.done():
+            watch.cancel()
+
+    async def __aenter__(self) -> _Supervisor:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        host, self._host = self._host, None  # nothing cancels the writer from now on
+        self._stop_watch()
+        watch = self._watch
+        if watch is not None and not watch.done():
+            await asyncio.wait((watch,))
+        if (
+            self._cancelled
+            and exc_type is not None
+            and issubclass(exc_type, asyncio.CancelledError)
+        ):
+            assert host is not None
+            return _uncancel(host) == 0
+        return False
+
+
+def _uncancel(task: asyncio.Task[Any]) -> int:
+    """``task.uncancel()`` (Python 3.11+): the cancellations still pending; 0 before 3.11."""
+    uncancel = getattr(task, "uncancel", None)
+    return 0 if uncancel is None else int(uncancel())
 
 
 def _body(chunk: bytes) -> Message:
