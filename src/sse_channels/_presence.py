@@ -4,7 +4,8 @@
 connections, applies joins and leaves to a ``PresenceBackend`` in order (one worker task),
 and announces each change on the companion channel ``presence:<channel>`` of its store.
 ``MemoryPresence`` is the reference backend (one process); ``RedisPresence``
-(``sse_channels.backends.redis``) shares one view between processes. ``PresenceView``
+(``sse_channels.backends.redis``) and ``PostgresPresence``
+(``sse_channels.backends.postgres``) share one view between processes. ``PresenceView``
 rebuilds a member list from what a subscriber of ``presence:<channel>`` receives.
 
 The events on ``presence:<channel>`` (JSON data):
@@ -332,7 +333,7 @@ class Presence:
     Args:
         store: announcements go to its channels; it must outlive the presence.
         backend: where members are kept; default a new ``MemoryPresence`` (one process).
-            ``RedisPresence`` shares them between processes.
+            ``RedisPresence`` and ``PostgresPresence`` share them between processes.
         counts_only: ``True`` (or a ``channel -> bool`` callable) for rooms too big to
             send member lists: their ``presence:<channel>`` is a state channel holding
             ``{"count": n}``, updated at most every ``count_interval`` seconds.
