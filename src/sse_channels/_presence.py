@@ -369,8 +369,7 @@ class Presence:
         self._ops: deque[tuple[int, PresenceSession, str]] = deque()
         self._announcements: deque[PresenceChange] = deque()
         self._wake = anyio.Event()
-        self._idle = anyio.Event()
-        self._idle.set()
+        self._idle: anyio.Event | None = None  # made by flush(), set when the work is done
         self._dirty_counts: set[str] = set()
         self._task_group: TaskGroup | None = None  # while it runs
         self._group: TaskGroup | None = None  # until the block of ``async with`` ends
@@ -433,12 +432,13 @@ class Presence:
 
     def _push(self, op: int, session: PresenceSession, meta: str) -> None:
         self._ops.append((op, session, meta))
-        self._idle = anyio.Event() if self._idle.is_set() else self._idle
         self._wake.set()
 
     async def flush(self) -> None:
         """Wait until every join and leave made so far is registered and announced."""
-        if self._ops or self._announcements:
+        while self._ops or self._announcements:
+            if self._idle is None:
+                self._idle = anyio.Event()
             await self._idle.wait()
 
     # -- reading -----------------------------------------------------------------------
@@ -508,7 +508,9 @@ class Presence:
                 backoff = 0.05
                 continue
             if not self._ops:
-                self._idle.set()
+                idle, self._idle = self._idle, None
+                if idle is not None:
+                    idle.set()
                 self._wake = anyio.Event()
                 await self._wake.wait()
                 continue
@@ -544,8 +546,6 @@ class Presence:
         """A change the backend found itself (expiry, re-registration): announce it."""
         if not self._closed:
             self._announcements.append(change)
-            if self._idle.is_set():
-                self._idle = anyio.Event()
             self._wake.set()
 
     async def _announce(self, change: PresenceChange) -> None:
