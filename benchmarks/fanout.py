@@ -53,6 +53,7 @@ import argparse
 import asyncio
 import contextlib
 import gc
+import json
 import os
 import platform
 import statistics
@@ -572,7 +573,7 @@ def check_rate_targets(
     names = {library.key: library.name for library in libraries}
     for target in targets:
         if target.peer not in names:
-            lines.append(f"- SKIPPED: vs {target.peer} (not installed)")
+            lines.append(f"- SKIPPED: vs {target.peer} (not installed, or left out by --only)")
             continue
         ours = results.median(target.scenario, "ours")
         peer = results.median(target.scenario, target.peer)
@@ -715,6 +716,47 @@ def report(
     return ok
 
 
+#: The scenarios' figures for ``--json``: results key, label, unit, scale, better.
+FIGURES = [
+    ("yield", "1. deliveries/s, a yield after every send", "deliveries/s", 1.0, "higher"),
+    ("burst", "2. deliveries/s, bursts of 100", "deliveries/s", 1.0, "higher"),
+    ("idle_few_publisher", "3. publisher ms, few subscribers", "ms", 1e3, "lower"),
+    ("idle_many_publisher", "3. publisher ms, many subscribers", "ms", 1e3, "lower"),
+    ("idle_few_elapsed", "3. all delivered ms, few subscribers", "ms", 1e3, "lower"),
+    ("idle_many_elapsed", "3. all delivered ms, many subscribers", "ms", 1e3, "lower"),
+    ("memory", "4. KiB per idle subscriber", "KiB", 1 / 1024, "lower"),
+]
+#: Short, version-free row names for ``--json`` (the same on every commit).
+JSON_NAMES = {
+    "ours": "sse-channels",
+    "ours_batch": "sse-channels receive_batch()",
+    "broadcaster": "broadcaster",
+    "litestar": "Litestar channels",
+    "queue": "asyncio.Queue baseline",
+}
+
+
+def figures(libraries: list[Library], results: Results) -> list[dict[str, Any]]:
+    """Every median as a machine-readable figure (``--json``; see benchmarks/compare.py)."""
+    out: list[dict[str, Any]] = []
+    for library in libraries:
+        for key, label, unit, scale, better in FIGURES:
+            scenario = key.removesuffix("_publisher").removesuffix("_elapsed")
+            error = results.failures.get(scenario, {}).get(library.key)
+            med = None if error else results.median(key, library.key)
+            out.append(
+                {
+                    "name": f"{JSON_NAMES[library.key]}: {label}",
+                    "value": None if med is None else med * scale,
+                    "unit": unit,
+                    "better": better,
+                    "ours": library.key.startswith("ours"),
+                    "error": error if med is None else None,
+                }
+            )
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--subscribers", type=int, default=1000, help="N for scenarios 1-2")
@@ -731,6 +773,14 @@ def main(argv: list[str] | None = None) -> None:
         "--gc", action="store_true", help="leave the garbage collector on during trials"
     )
     parser.add_argument("--quick", action="store_true", help="a small smoke run")
+    parser.add_argument(
+        "--only", nargs="+", choices=list(JSON_NAMES), help="run only these rows (library keys)"
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print the medians as one JSON object instead of the tables (no targets checked)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.subscribers, args.events, args.rounds = 100, 200, 1
@@ -740,7 +790,12 @@ def main(argv: list[str] | None = None) -> None:
             parser.error(f"--{name} must be at least 1")
 
     libraries, notes = collect()
+    if args.only:
+        libraries = [library for library in libraries if library.key in args.only]
     results = measure(libraries, args)
+    if args.json:
+        print(json.dumps({"script": "fanout", "figures": figures(libraries, results)}))
+        return
     if not report(libraries, results, args, notes):
         raise SystemExit(1)
 

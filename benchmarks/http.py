@@ -501,6 +501,40 @@ def version(package: str) -> str:
         return "missing"
 
 
+def figures(
+    results: dict[tuple[str, int], list[Result]], names: list[str], args: argparse.Namespace
+) -> list[dict[str, Any]]:
+    """Every median as a machine-readable figure (``--json``; see benchmarks/compare.py)."""
+    out: list[dict[str, Any]] = []
+    for k in args.clients:
+        m = max(1, args.deliveries // k)
+        for name in names:
+            runs = results[(name, k)]
+            error = None if all(r.ok for r in runs) else "incomplete: events lost or out of order"
+            values = [
+                ("deliveries/s", "deliveries/s", statistics.median(r.rate for r in runs)),
+                (
+                    "deliveries per server CPU-second",
+                    "deliveries/CPU-s",
+                    statistics.median(r.rate / max(r.server_cpu, 1e-9) for r in runs),
+                ),
+                ("p50 latency ms", "ms", statistics.median(r.p50 for r in runs) * 1e3),
+                ("p99 latency ms", "ms", statistics.median(r.p99 for r in runs) * 1e3),
+            ]
+            for label, unit, value in values:
+                out.append(
+                    {
+                        "name": f"{name}: K={k} M={m} {label}",
+                        "value": None if error else value,
+                        "unit": unit,
+                        "better": "lower" if unit == "ms" else "higher",
+                        "ours": name.startswith("sse-channels"),
+                        "error": error,
+                    }
+                )
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--serve")
@@ -512,6 +546,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--only", nargs="+", choices=CONTENDERS)
     parser.add_argument("--quick", action="store_true", help="a smoke run of a few seconds")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print the medians as one JSON object instead of the tables",
+    )
     args = parser.parse_args()
     if args.serve:
         serve(args.serve, args.fd)
@@ -528,7 +567,8 @@ def main() -> None:
         f"uvicorn {version('uvicorn')}, starlette {version('starlette')}, "
         f"sse-starlette {version('sse-starlette')}, broadcaster {version('broadcaster')}, "
         f"litestar {version('litestar')}; h11 {version('h11')}, "
-        f"httptools {version('httptools')}, uvloop {version('uvloop')}\n"
+        f"httptools {version('httptools')}, uvloop {version('uvloop')}\n",
+        file=sys.stderr if args.json else sys.stdout,
     )
     results: dict[tuple[str, int], list[Result]] = {}
     for round_number in range(args.rounds):
@@ -543,6 +583,9 @@ def main() -> None:
                     f"p99 {result.p99 * 1000:.1f} ms{'' if result.ok else ' INCOMPLETE'}",
                     file=sys.stderr,
                 )
+    if args.json:
+        print(json.dumps({"script": "http", "figures": figures(results, names, args)}))
+        return
     for k in args.clients:
         m = max(1, args.deliveries // k)
         print(f"### K = {k} connections, M = {m} events ({k * m:,} deliveries)\n")

@@ -554,6 +554,54 @@ def report(
     return [*lines, "", *verdicts]
 
 
+#: The figures of one stack and size, for ``--json``: label, unit, which way is better.
+FIGURES = [
+    ("deliveries/s", "deliveries/s", "higher"),
+    ("latency p50 ms", "ms", "lower"),
+    ("latency p99 ms", "ms", "lower"),
+    ("receiver CPU µs/delivery", "µs", "lower"),
+    ("publisher CPU µs/event", "µs", "lower"),
+    ("Redis CPU µs/event", "µs", "lower"),
+]
+
+
+def _medians(trials: list[Trial]) -> list[float]:
+    """The values of FIGURES, in its order, for trials that all succeeded."""
+    latencies = sorted(ns for t in trials for ns in t.latencies)
+    return [
+        statistics.median(t.rate or 0.0 for t in trials),
+        latencies[len(latencies) // 2] / 1e6,
+        latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] / 1e6,
+        statistics.median(t.receiver_cpu for t in trials) * 1e6,
+        statistics.median(t.publisher_cpu for t in trials) * 1e6,
+        statistics.median(t.redis_cpu for t in trials) * 1e6,
+    ]
+
+
+def figures(
+    results: dict[tuple[str, int], list[Trial]], stacks: list[str], args: argparse.Namespace
+) -> list[dict[str, Any]]:
+    """Every median as a machine-readable figure (``--json``; see benchmarks/compare.py)."""
+    out: list[dict[str, Any]] = []
+    for subscribers in args.subscribers:
+        for stack in stacks:
+            trials = results[(stack, subscribers)]
+            error = next((t.error or "failed" for t in trials if t.rate is None), None)
+            values: list[float | None] = [None] * len(FIGURES) if error else [*_medians(trials)]
+            for (label, unit, better), value in zip(FIGURES, values, strict=True):
+                out.append(
+                    {
+                        "name": f"{stack}: {subscribers} subscriber(s) per receiver, {label}",
+                        "value": value,
+                        "unit": unit,
+                        "better": better,
+                        "ours": stack == "sse-channels",
+                        "error": error,
+                    }
+                )
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "_receive":
@@ -578,6 +626,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--redis", help="a Redis URL (default: start a private redis-server)")
     parser.add_argument("--python", help="interpreter for the trials (default: see above)")
     parser.add_argument("--only", nargs="+", choices=STACKS, help="run only these stacks")
+    parser.add_argument(
+        "--json", action="store_true", help="print the medians as one JSON object, not tables"
+    )
     args = parser.parse_args(argv)
     python = bench_python(args.python)
     server: subprocess.Popen[bytes] | None = None
@@ -602,6 +653,9 @@ def main(argv: list[str] | None = None) -> None:
         for stack in STACKS:
             for subscribers in args.subscribers:
                 results.setdefault((stack, subscribers), [Trial(None, error="not run")])
+        if args.json:
+            print(json.dumps({"script": "redis", "figures": figures(results, stacks, args)}))
+            return
         print("\n".join(report(results, args, meta)))
     finally:
         if server is not None:

@@ -58,6 +58,7 @@ demo = under("sse_channels.demo")
 frameworks = under(*FRAMEWORKS)
 backends = under("sse_channels.backends")
 drivers = under(*DRIVERS, "sse_channels.backends.redis", "sse_channels.backends.postgres")
+metrics = under("sse_channels.metrics", "prometheus_client", "opentelemetry")
 
 RULES = [
     Rule(
@@ -84,6 +85,11 @@ RULES = [
         "the memory backend imports a driver",
         under("sse_channels.backends.memory", "sse_channels.backends._base"),
         drivers,
+    ),
+    Rule(
+        "the library imports the metrics package or a metrics library",
+        lambda name: is_ours(name) and not under("sse_channels.metrics")(name),
+        metrics,
     ),
     Rule(
         "the library imports the demo",
@@ -133,6 +139,9 @@ BROKEN = {
     "a backend imports ASGI or a helper": {"backends/memory.py": "from ..starlette import y\n"},
     "the ASGI core imports a framework": {"asgi/_engine.py": "from starlette.types import Scope\n"},
     "the memory backend imports a driver": {"backends/memory.py": "import redis.asyncio\n"},
+    "the library imports the metrics package or a metrics library": {
+        "asgi/_engine.py": "from ..metrics import prometheus\n"
+    },
     "the library imports the demo": {"testing.py": "from . import demo\n"},
 }
 

@@ -23,12 +23,14 @@ NAME = "sse_channels.backends.redis"
 
 #: module -> what it may import: modules of ours (absolute) and third-party top-level names.
 MAY_IMPORT: dict[str, set[str]] = {
-    "__init__": {f"{NAME}._backend"},
+    "__init__": {f"{NAME}._backend", f"{NAME}._presence"},
+    "_presence": {"anyio", "redis", "sse_channels._presence", f"{NAME}._scripts"},
     "_backend": {
         "anyio",
         "redis",
         "sse_channels._event",
         "sse_channels._exceptions",
+        "sse_channels._observe",  # types only: the store's metrics, told of reconnects
         "sse_channels._pattern",
         "sse_channels.backends._base",
         *(f"{NAME}.{m}" for m in ("_entry", "_epoch", "_health", "_keys", "_link")),
@@ -110,7 +112,8 @@ def test_wheel_ships_the_lua_scripts_and_the_backend_loads_them_from_it(tmp_path
     (wheel,) = tmp_path.glob("sse_channels-*.whl")
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
-    lua = {f"sse_channels/backends/redis/lua/{n}.lua" for n in ("history", "publish", "sync")}
+    shipped = ("history", "publish", "sync", "presence")
+    lua = {f"sse_channels/backends/redis/lua/{n}.lua" for n in shipped}
     assert lua <= names
     # Imported from the wheel itself (a zip file), not from the source tree.
     code = (

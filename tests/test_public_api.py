@@ -4,8 +4,17 @@ import sse_channels
 
 EXPECTED = {
     "GAP_EVENT",
+    "PRESENCE_PREFIX",
     "ChannelStore",
     "CredentialExpiredError",
+    "InvalidMemberError",
+    "MemoryPresence",
+    "MetadataTooLargeError",
+    "Presence",
+    "PresenceBackend",
+    "PresenceChange",
+    "PresenceSession",
+    "PresenceView",
     "StoreStatistics",
     "Subscription",
     "RESERVED_EVENT_NAMES",
@@ -30,6 +39,7 @@ PUBLIC_MODULES = {
     "demo",
     "django",
     "litestar",
+    "metrics",
     "quart",
     "starlette",
     "testing",
@@ -49,8 +59,9 @@ def test_public_names_report_the_package_as_their_module() -> None:
 
 # Public modules inside public packages, each a documented import path.
 NESTED_PUBLIC_MODULES = {
-    "backends": {"memory", "redis"},
-    "testing": {"backend_contract"},
+    "backends": {"memory", "postgres", "redis"},
+    "metrics": {"prometheus", "otel"},
+    "testing": {"backend_contract", "presence_contract"},
 }
 
 
@@ -124,3 +135,41 @@ def test_backend_contract_module_exports_its_suite() -> None:
     assert set(contract.__all__) == BACKEND_CONTRACT_EXPECTED
     for name in contract.__all__:
         assert hasattr(contract, name), name
+
+
+def test_postgres_backend_package_exports_its_curated_names() -> None:
+    import sse_channels.backends.postgres as postgres
+
+    assert postgres.__all__ == ["PostgresBackend", "schema_sql", "send_in", "send_in_async"]
+    for name in postgres.__all__:
+        assert getattr(postgres, name).__module__ == "sse_channels.backends.postgres", name
+
+
+PROMETHEUS_EXPECTED = {
+    "CHANNEL_LABEL",
+    "DELIVERY_LAG_BUCKETS",
+    "STREAM_DURATION_BUCKETS",
+    "PrometheusMetrics",
+    "metrics_app",
+    "with_metrics",
+}
+
+
+def test_prometheus_metrics_module_exports_its_names() -> None:
+    import sse_channels.metrics
+    import sse_channels.metrics.prometheus as prometheus
+
+    assert sse_channels.metrics.__all__ == []  # each library in its own module
+    assert set(prometheus.__all__) == PROMETHEUS_EXPECTED
+    for name in prometheus.__all__:
+        obj = getattr(prometheus, name)
+        if isinstance(obj, type) or callable(obj):
+            assert obj.__module__ == "sse_channels.metrics.prometheus", name
+
+
+def test_otel_metrics_module_exports_its_names() -> None:
+    import sse_channels.metrics.otel as otel
+
+    expected = {"DELIVERY_LAG_BOUNDARIES", "STREAM_DURATION_BOUNDARIES", "OpenTelemetryMetrics"}
+    assert set(otel.__all__) == expected
+    assert otel.OpenTelemetryMetrics.__module__ == "sse_channels.metrics.otel"

@@ -94,6 +94,29 @@ def admin(redis_server: RedisServer) -> Iterator[redis.Redis]:
         yield client
 
 
+async def readers_reading(redis_admin: redis.Redis, count: int) -> list[dict[str, str]]:
+    """The servers' reader connections, once each of the ``count`` is connected and reading.
+
+    A kill must find every reader in the middle of reading (its last command ``XREAD``):
+    one still reconnecting after the previous kill has no connection yet, or one still in
+    its first sync, whose loss counts as a failed attempt and not as a lost connection.
+    Killing then would count a kill that did not hit that server.
+    """
+    listing: list[dict[str, str]] = []
+    with anyio.move_on_after(30):
+        while True:
+            listing = redis_admin.client_list()
+            readers = [
+                entry
+                for entry in listing
+                if entry["name"].startswith(APP_CLIENT_NAME) and entry["name"].endswith(":read")
+            ]
+            if len(readers) == count and all(entry["cmd"] == "xread" for entry in readers):
+                return readers
+            await anyio.sleep(0.01)
+    raise AssertionError(f"the servers' readers did not come back within 30 s: {listing}")
+
+
 async def test_events_sent_via_either_server_reach_clients_of_both_in_order_once(
     servers: tuple[ServerProcess, ServerProcess],
 ) -> None:
@@ -170,13 +193,12 @@ async def test_10000_events_reach_every_client_while_server_readers_are_killed(
             for i in range(total):
                 await sender.send("flood", str(i))
                 if i % 1500 == 750:
+                    readers = await readers_reading(redis_admin, len(servers))
                     if kills % 3 == 2:  # every normal connection: servers', the sender's
                         redis_admin.client_kill_filter(_type="normal", skipme=True)
                     else:  # the servers' readers, by id
-                        for entry in redis_admin.client_list():
-                            name = entry["name"]
-                            if name.startswith(APP_CLIENT_NAME) and name.endswith(":read"):
-                                redis_admin.client_kill_filter(_id=entry["id"])
+                        for entry in readers:
+                            redis_admin.client_kill_filter(_id=entry["id"])
                     kills += 1
         with anyio.move_on_after(30):
             while any(len(out) < total for out in received):

@@ -13,17 +13,37 @@ from ._exceptions import (
     StoreClosedError,
     SubscriptionClosed,
 )
+from ._presence import (
+    PRESENCE_PREFIX,
+    InvalidMemberError,
+    MemoryPresence,
+    MetadataTooLargeError,
+    Presence,
+    PresenceBackend,
+    PresenceChange,
+    PresenceSession,
+    PresenceView,
+)
 from ._store import GAP_EVENT, ChannelStore, StoreStatistics
 from ._subscription import Subscription
 from ._version import __version__
 
 __all__ = [
     "GAP_EVENT",
+    "PRESENCE_PREFIX",
     "RESERVED_EVENT_NAMES",
     "BackendError",
     "ChannelStore",
     "CredentialExpiredError",
     "Event",
+    "InvalidMemberError",
+    "MemoryPresence",
+    "MetadataTooLargeError",
+    "Presence",
+    "PresenceBackend",
+    "PresenceChange",
+    "PresenceSession",
+    "PresenceView",
     "SSEChannelsError",
     "SSEDecoder",
     "SlowConsumerError",

@@ -22,6 +22,7 @@ from ._event import Event, trusted_event
 from ._exceptions import StoreClosedError, SubscriptionClosed
 from ._gaps import GAP_EVENT, gap_event
 from ._pattern import compile_pattern, is_pattern
+from ._snapshots import SnapshotPlan, SnapshotProvider
 from ._subscription import SlowConsumerPolicy, Subscription, follow
 from .backends.memory import MemoryBackend
 
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from anyio.abc import TaskGroup
     from typing_extensions import Self
 
+    from ._observe import Observer
     from .backends._base import Backend
 
 __all__ = ["GAP_EVENT", "ChannelStore", "StoreStatistics"]
@@ -82,9 +84,15 @@ class ChannelStore:
         max_lag: end or skip (per ``slow_consumer``) a subscriber this many events behind,
             before history runs out; ``None``: only when its events are gone.
         serializer: turns non-``str`` data into text; default compact JSON.
+        metrics: told what happens, for metrics: a
+            [PrometheusMetrics][sse_channels.metrics.prometheus.PrometheusMetrics] or an
+            [OpenTelemetryMetrics][sse_channels.metrics.otel.OpenTelemetryMetrics]
+            (see [Metrics](../metrics.md)); ``None`` (the default): nothing is measured,
+            and no metrics module is imported.
 
     Raises:
         ValueError: ``history`` below 1, ``history_ttl`` or ``max_lag`` not positive.
+        TypeError: ``metrics`` lacks a method of the observer seam.
     """
 
     def __init__(
@@ -96,9 +104,14 @@ class ChannelStore:
         slow_consumer: SlowConsumerPolicy = "disconnect",
         max_lag: int | None = None,
         serializer: Callable[[Any], str | bytes] | None = None,
+        metrics: Observer | None = None,
     ) -> None:
         _check_history(history, history_ttl)
         _check_policy(slow_consumer, max_lag)
+        if metrics is not None:
+            from ._observe import check_observer  # only when asked for: else never imported
+
+            check_observer(metrics)
         self._backend: Backend = backend if backend is not None else MemoryBackend()
         self._history = history
         self._history_ttl = history_ttl
@@ -109,6 +122,7 @@ class ChannelStore:
         self._channels: dict[str, Channel] = {}
         self._patterns: dict[str, tuple[Callable[[str], bool], WeakSet[Subscription]]] = {}
         self._subscriptions: WeakSet[Subscription] = WeakSet()
+        self._snapshots: dict[str, tuple[Callable[[str], bool], SnapshotProvider, str]] = {}
         self._closed = False
         self._started = False
         self._starting: anyio.Event | None = None
@@ -116,8 +130,13 @@ class ChannelStore:
         self._token: anyio.lowlevel.EventLoopToken | None = None
         self._loop_thread: int | None = None
         self._counters = Counters()
+        self._observer = metrics
         self._link = StoreLink(self)
         self._backend.attach(self._deliver)
+        if metrics is not None:
+            observe = getattr(self._backend, "observe", None)
+            if callable(observe):  # optional in the Backend Protocol
+                observe(metrics)
 
     # -- configuration -----------------------------------------------------------------
 
@@ -138,6 +157,51 @@ class ChannelStore:
             if existing.ttl is not None and existing.times is None:
                 # Their real age is unknown: count it from now rather than drop them all.
                 existing.times = [time.monotonic()] * len(existing.events)
+
+    def provide_snapshot(
+        self, channels: str, provider: SnapshotProvider, *, event: str = "snapshot"
+    ) -> Callable[[], None]:
+        """Make ``channels`` snapshot channels: readers get their state first, and after gaps.
+
+        For a channel whose events are changes to some state (presence's joins and leaves),
+        a reader that missed changes cannot rebuild the state. A subscription to a channel
+        that ``channels`` names (or matches, with ``*``) then hands out a snapshot event of
+        type ``event``, with data ``await provider(channel)``:
+
+        - first, when it starts live (no ``last_event_id``); its id is the store's newest
+          key when it subscribed, so a reader that resumes from it gets every change made
+          since (a change already in the snapshot may come again: make applying a change
+          twice harmless);
+        - in place of each gap signal on the channel (a resume that history cannot cover,
+          a trimmed log, a ``drop_oldest`` skip, events a backend lost), with the gap's id.
+
+        A resume that history covers gets the changes it missed and no snapshot. A provider
+        that returns ``None`` sends nothing (a gap then stays a gap); one that raises makes
+        the read raise. Channels a pattern subscription meets later get no snapshot.
+
+        Returns:
+            The function that unregisters the provider.
+
+        Raises:
+            ValueError, TypeError: a bad name, ``provider`` not callable, a reserved or bad
+                ``event``, or ``channels`` already has a provider.
+        """
+        _check_channel(channels, pattern_ok=True)
+        if not callable(provider):
+            raise TypeError("provider must be an async callable: provider(channel) -> data")
+        if event == GAP_EVENT:
+            raise ValueError(f"event type {GAP_EVENT!r} is reserved for the store's gap signal")
+        format_sse("", event=event)  # the event type is checked here, not at the first read
+        if channels in self._snapshots:
+            raise ValueError(f"{channels!r} has a snapshot provider already")
+        entry = (compile_pattern(channels), provider, event)
+        self._snapshots[channels] = entry
+
+        def unregister() -> None:
+            if self._snapshots.get(channels) is entry:
+                del self._snapshots[channels]
+
+        return unregister
 
     # -- sending -----------------------------------------------------------------------
 
@@ -177,7 +241,10 @@ class ChannelStore:
         self._remember_loop()
         if not self._started:
             await self._start()
-        return await self._backend.publish(channel, draft)
+        published = await self._backend.publish(channel, draft)
+        if self._observer is not None:
+            self._observer.sent(channel)
+        return published
 
     def send_sync(
         self,
@@ -217,6 +284,8 @@ class ChannelStore:
                     "the store has not been used in an event loop yet; send_sync() needs "
                     "one to hand the event to (use the store in your app's lifespan first)"
                 )
+            if self._observer is not None:
+                self._observer.sent(channel)
             return published
         try:
             return anyio.from_thread.run(self._publish_checked, channel, draft, token=self._token)
@@ -229,7 +298,10 @@ class ChannelStore:
             await self._start()  # raises StoreClosedError if the store was closed
         elif self._closed:
             raise StoreClosedError()
-        return await self._backend.publish(channel, draft)
+        published = await self._backend.publish(channel, draft)
+        if self._observer is not None:
+            self._observer.sent(channel)
+        return published
 
     def _draft(
         self, channel: str, data: Any, event: str | None, id: str | None, retry: int | None
@@ -275,6 +347,8 @@ class ChannelStore:
         if not self._started:
             await self._start()
         published = await self._backend.publish(channel, draft)
+        if self._observer is not None:
+            self._observer.sent(channel)
         key = self._backend.parse_id(published.id) if published.id is not None else None
         if key is not None and not (state.seqs and key <= state.seqs[-1]):
             # The backend may deliver before publish() returns or later (see the Backend
@@ -370,6 +444,7 @@ class ChannelStore:
             for cursor in cursors:
                 self._maybe_unwatch(cursor.channel)
             raise
+        snapshots = self._snapshot_plan(cursors, resume) if self._snapshots else None
         subscription = Subscription(
             self._link,
             cursors,
@@ -380,6 +455,7 @@ class ChannelStore:
             # The first read replays (see Subscription._replay); a resume always has one.
             plan=(fetches, gaps) if resume is not None else None,
             last_event_id=last_event_id,
+            snapshots=snapshots,
         )
         for cursor in cursors:
             cursor.channel.subscribers.add(subscription)
@@ -604,6 +680,25 @@ class ChannelStore:
             if channel.end == 0 and not channel.is_state and self._channels.get(name) is channel:
                 del self._channels[name]
 
+    def _snapshot_plan(self, cursors: list[Cursor], resume: int | None) -> SnapshotPlan | None:
+        providers: dict[str, tuple[SnapshotProvider, str]] = {}
+        for cursor in cursors:
+            name = cursor.channel.name
+            for match, provider, event in self._snapshots.values():
+                if match(name):
+                    providers[name] = (provider, event)
+                    break
+        if not providers:
+            return None
+        first = self._backend.format_id(self._backend.latest_key()) if resume is None else None
+        return SnapshotPlan(self._link, providers, first_id=first)
+
+    def _snapshot_event(self, channel: str, data: Any, event: str, event_id: str) -> Event:
+        text = data if type(data) is str else serialize(data, self._serializer)
+        return trusted_event(
+            text, event, event_id, None, channel, format_sse(text, event=event, id=event_id)
+        )
+
     def _resume_key(self, names: Iterable[str], last_event_id: str | None) -> int | None:
         """The ordering key to resume after; -1 for an id we cannot place."""
         if last_event_id is None:
@@ -653,6 +748,8 @@ class ChannelStore:
             return  # already here (e.g. a state value set() kept): the Backend rules allow it
         channel.append(key, event)
         self._counters.events_sent += 1
+        if self._observer is not None:
+            self._observer.appended(event)
         channel.wake()
         if channel.listeners:
             _call_listeners(channel.listeners, event)
@@ -662,11 +759,12 @@ class ChannelStore:
 class StoreLink:
     """What a store offers its subscriptions (``_subscription.StoreLink``, by public names)."""
 
-    __slots__ = ("_store", "counters")
+    __slots__ = ("_store", "counters", "observer")
 
     def __init__(self, store: ChannelStore) -> None:
         self._store = store
         self.counters = store._counters
+        self.observer = store._observer
 
     def gap_event(self, channel: Channel, reason: str, key: int) -> Event:
         return self._store._gap_event(channel, reason, key)
@@ -678,6 +776,9 @@ class StoreLink:
 
     def release(self, subscription: Subscription, channels: list[Channel]) -> None:
         self._store._release(subscription, channels)
+
+    def snapshot_event(self, channel: str, data: Any, event: str, event_id: str) -> Event:
+        return self._store._snapshot_event(channel, data, event, event_id)
 
 
 def _call_listeners(listeners: list[_Listener], event: Event) -> None:

@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from ._counters import Counters
     from ._cursor import Cursor
     from ._event import Event
+    from ._observe import Observer
+    from ._snapshots import SnapshotPlan
 
 __all__ = [
     "ReplayPlan",
@@ -39,6 +41,7 @@ __all__ = [
     "Subscription",
     "cursors",
     "follow",
+    "observer_of",
     "record",
     "wait",
 ]
@@ -59,6 +62,8 @@ class StoreLink(Protocol):
 
     #: The store's counters; a subscription adds to them where it hands a batch out.
     counters: Counters
+    #: Told what the subscription hands out and when it ends; ``None``: no metrics.
+    observer: Observer | None
 
     def gap_event(self, channel: Channel, reason: str, key: int) -> Event:
         """A gap signal on ``channel`` standing at ordering key ``key``."""
@@ -100,6 +105,7 @@ class Subscription:
         "_next",
         "_plan",
         "_policy",
+        "_snapshots",
         "_waiter",
         "close_reason",
         "key",
@@ -117,6 +123,7 @@ class Subscription:
         patterns: tuple[str, ...],
         plan: ReplayPlan | None = None,
         last_event_id: str | None = None,
+        snapshots: SnapshotPlan | None = None,
     ) -> None:
         self._link = link
         self._counters = link.counters
@@ -139,6 +146,8 @@ class Subscription:
         self._policy: SlowConsumerPolicy = policy
         self._max_lag = max_lag
         self._waiter = Waiter()
+        #: The snapshot channels it reads (see ``_snapshots.py``), or ``None``: the common case.
+        self._snapshots = snapshots
         #: Why the subscription ended (``"closed"``, ``"store_closed"``, ``"revoked"``,
         #: ``"slow_consumer"``, ``"expired"``: the stream's credential expired), or
         #: ``None`` while it is open.
@@ -234,6 +243,8 @@ class Subscription:
         if batch:
             if self.close_reason is None:
                 batch += self._collect()
+                if self._snapshots is not None:
+                    batch = await self._snapshots.fill_gaps(batch)
         else:
             batch = await self._next_batch()
         for event in reversed(batch):
@@ -251,6 +262,18 @@ class Subscription:
         return _Batches(self)
 
     async def _next_batch(self) -> list[Event]:
+        snapshots = self._snapshots
+        if snapshots is None:
+            return await self._read_batch()
+        if snapshots.pending and self.close_reason is None:
+            first = await snapshots.first()
+            if self.close_reason is None:
+                first += await snapshots.fill_gaps(self._collect())
+            if first:
+                return first
+        return await snapshots.fill_gaps(await self._read_batch())
+
+    async def _read_batch(self) -> list[Event]:
         if self._plan is not None and self.close_reason is None:
             batch = await self._replay()
             if batch:
@@ -280,6 +303,9 @@ class Subscription:
             if gap is None and not dropped and not coalesced and not cursor.channel.has_gap_events:
                 if events:
                     self._counters.events_delivered += len(events)
+                    observer = self._link.observer
+                    if observer is not None:
+                        observer.delivered(self, cursor.channel.name, len(events))
                 return events
             keyed: list[tuple[int, Event]] = []
             signals = self._add(keyed, cursor, events, gap)
@@ -329,6 +355,9 @@ class Subscription:
         counters.dropped += dropped
         counters.coalesced += coalesced
         counters.replayed += replayed
+        observer = self._link.observer
+        if observer is not None and batch:
+            observer.handed_out(self, batch, replayed)
         return batch
 
     async def _replay(self) -> list[Event]:
@@ -438,6 +467,9 @@ class Subscription:
             channel.parked.pop(waiter, None)
         self._link.release(self, channels)
         waiter.ring(None)
+        observer = self._link.observer
+        if observer is not None:
+            observer.ended(self)
 
     async def aclose(self) -> None:
         """End the subscription and release its channels; a waiting reader stops.
@@ -506,6 +538,11 @@ def follow(subscription: Subscription, cursor: Cursor) -> None:
     subscription._cursors.append(cursor)
     if subscription._waiter.pending is not None:  # waiting on its other channels (or none)
         cursor.channel.parked[subscription._waiter] = None
+
+
+def observer_of(subscription: Subscription) -> Observer | None:
+    """The observer of the subscription's store (its metrics), or ``None``."""
+    return subscription._link.observer
 
 
 def cursors(subscription: Subscription) -> list[Cursor]:

@@ -14,6 +14,9 @@ write that takes longer than ``send_timeout`` cancels Django's writing task). Wh
 client disconnects, Django cancels the response; the subscription is released at once.
 The response carries ``Content-Encoding: identity``, which makes ``GZipMiddleware``
 leave it alone.
+
+[send_on_commit][sse_channels.django.send_on_commit] sends through any store once the
+current database transaction commits (Django's ``transaction.on_commit``).
 """
 
 from __future__ import annotations
@@ -21,16 +24,19 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
+from django.db import transaction
 from django.http import StreamingHttpResponse
 
+from ._event import Event
 from .asgi import StreamResponder, last_event_id
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
+    from ._store import ChannelStore
     from .asgi import EventStream
 
-__all__ = ["last_event_id", "sse_response"]
+__all__ = ["last_event_id", "send_on_commit", "sse_response"]
 
 
 class _EventStreamHttpResponse(StreamingHttpResponse):  # type: ignore[misc]
@@ -69,3 +75,51 @@ class _EventStreamHttpResponse(StreamingHttpResponse):  # type: ignore[misc]
 sse_response: StreamResponder[StreamingHttpResponse] = StreamResponder(
     _EventStreamHttpResponse, one_value_per_header=True
 )
+
+
+def send_on_commit(
+    store: ChannelStore,
+    channel: str,
+    data: Any,
+    *,
+    event: str | None = None,
+    id: str | None = None,
+    retry: int | None = None,
+    using: str | None = None,
+    robust: bool = False,
+) -> None:
+    """Send an event through ``store`` once the current transaction commits; never if not.
+
+    For any backend (memory, Redis, PostgreSQL on another database)::
+
+        with transaction.atomic():
+            order.save()
+            send_on_commit(store, f"orders:{order.customer_id}", {"id": order.id})
+
+    Input is checked now (bad input raises here, and nothing is scheduled); ``data`` is
+    serialised now too, so later changes to it are not sent. After the commit, Django calls
+    ``store.send_sync`` in the thread that committed; outside ``atomic()`` (autocommit)
+    that happens at once. The event is lost if the process dies between the commit and
+    the send: with the PostgreSQL backend,
+    [send_in][sse_channels.backends.postgres.send_in] writes it in the transaction
+    itself instead.
+
+    Args:
+        store, channel, data, event, id, retry: as for ``ChannelStore.send_sync``.
+        using: the database alias whose transaction counts (Django's default if ``None``).
+        robust: as for ``transaction.on_commit``: an error of the send is logged instead
+            of raised to the code that committed.
+
+    Raises:
+        ValueError, TypeError: bad input; nothing is scheduled.
+    """
+    if type(channel) is not str or not channel or "*" in channel or not channel.isprintable():
+        if type(channel) is not str:
+            raise TypeError(f"channel must be str, not {type(channel).__name__}")
+        raise ValueError(f"channel must be a non-empty printable name without '*': {channel!r}")
+    draft = Event(data, event=event, id=id, retry=retry, channel=channel)
+
+    def send() -> None:
+        store.send_sync(channel, draft.data, event=event, id=id, retry=retry)
+
+    transaction.on_commit(send, using=using, robust=robust)

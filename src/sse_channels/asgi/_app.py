@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast, final
 
@@ -50,7 +51,9 @@ class SSEApp:
     the store is closed. Mounted as the top-level app it answers the lifespan protocol: it
     starts the store at startup (``async with store``, which a Redis-backed store needs),
     closes it as soon as the server is told to stop (``close_on_signal``: every stream
-    ends cleanly, so the server can drain) and at shutdown. WebSocket connections are
+    ends cleanly, so the server can drain) and at shutdown. With the ``presence=`` option it
+    runs the presence inside the store, and closes it first (its members' leaves are
+    announced before the store stops). WebSocket connections are
     refused.
 
     Args:
@@ -212,8 +215,14 @@ class SSEApp:
         if message["type"] != "lifespan.startup":
             return
         started = False
+        presence = self._options.presence
+        first = () if presence is None else (presence,)
         try:
-            async with self.store, close_on_signal(self.store):
+            async with (
+                self.store,
+                presence if presence is not None else _nothing(),
+                close_on_signal(self.store, first=first),
+            ):
                 await send({"type": "lifespan.startup.complete"})
                 started = True
                 while (await receive())["type"] != "lifespan.shutdown":
@@ -223,6 +232,11 @@ class SSEApp:
             await send({"type": failed, "message": f"{type(exc).__name__}: {exc}"})
             return
         await send({"type": "lifespan.shutdown.complete"})
+
+
+@asynccontextmanager
+async def _nothing() -> AsyncIterator[None]:
+    yield
 
 
 def _refusal_status(verdict: object) -> int:

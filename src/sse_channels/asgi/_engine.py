@@ -33,7 +33,9 @@ from typing import TYPE_CHECKING, Any, Final, final
 
 import anyio
 
-from .._exceptions import SlowConsumerError
+from .._exceptions import SlowConsumerError, StoreClosedError
+from .._presence import PRESENCE_PREFIX
+from .._subscription import observer_of
 from ._expiry import expiry_chunk, seconds_left
 from ._http import HEARTBEAT, raw_headers
 
@@ -42,6 +44,8 @@ if TYPE_CHECKING:
     from datetime import datetime
     from types import TracebackType
 
+    from .._event import Event
+    from .._presence import PresenceSession
     from .._subscription import Subscription
     from .._types import Message, Receive, Scope, Send
     from ._options import StreamOptions
@@ -96,9 +100,11 @@ class EventStream:
         "_farewell",
         "_heartbeat",
         "_last_write",
+        "_member",
         "_sending_since",
         "_state",
         "_timer",
+        "_unwritten",
         "_waiting",
         "headers",
         "options",
@@ -139,6 +145,9 @@ class EventStream:
         self._cancel: anyio.CancelScope | _Supervisor | None = None
         self._error: Exception | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._member: PresenceSession | None = None
+        #: Iterated, with metrics: the batch handed to the framework, until it asks again.
+        self._unwritten: list[Event] | None = None
         self._state = _NEW
 
     @property
@@ -194,8 +203,11 @@ class EventStream:
                         }
                         await self._send(send, start)
                     await self._send(send, _body(self.options.opening))
-                    while (chunk := await self._next_batch()) is not None:
-                        await self._send(send, _body(chunk))
+                    metrics = observer_of(self.subscription)
+                    while (batch := await self._next_events()) is not None:
+                        await self._send(send, _body(_join(batch)))
+                        if metrics is not None:
+                            metrics.written(self.subscription, batch)
                     if self.subscription.close_reason == "expired":
                         assert self._farewell is not None
                         await self._send(send, _body(self._farewell))
@@ -215,8 +227,8 @@ class EventStream:
         if error is not None:
             raise error
 
-    async def _next_batch(self) -> bytes | None:
-        """The next batch of events as one chunk; ``None`` once the subscription ended."""
+    async def _next_events(self) -> list[Event] | None:
+        """The next batch of events; ``None`` once the subscription ended."""
         self._waiting = True
         try:
             batch = await self.subscription.receive_batch()
@@ -227,9 +239,7 @@ class EventStream:
         heartbeat = self._heartbeat
         if heartbeat is not None:
             await heartbeat.wait()  # the watchdog is writing one: writes never interleave
-        if not batch:
-            return None
-        return batch[0].encoded if len(batch) == 1 else b"".join(e.encoded for e in batch)
+        return batch or None
 
     async def _send(self, send: Send, message: Message) -> None:
         self._sending_since = started = time.monotonic()
@@ -339,6 +349,9 @@ class EventStream:
         observer = self.options.observer
         if observer is not None:
             observer.write_timed_out(self.subscription)
+        metrics = observer_of(self.subscription)
+        if metrics is not None:
+            metrics.write_timed_out(self.subscription)
         if self._cancel is not None:
             self._cancel.cancel()
 
@@ -357,6 +370,11 @@ class EventStream:
         subscription.
         """
         self._disarm()  # the framework asks again: its write of the last chunk is done
+        if self._unwritten is not None:
+            written, self._unwritten = self._unwritten, None
+            metrics = observer_of(self.subscription)
+            if metrics is not None:
+                metrics.written(self.subscription, written)
         if self._state == _DONE:
             raise StopAsyncIteration
         if self._state == _NEW:
@@ -381,14 +399,21 @@ class EventStream:
                 return self._reach_end()
             wait = min(wait, left)
         if wait == math.inf:
-            return await self._next_batch()
+            return self._chunk(await self._next_events())
         # Here (and only here) a wait has a timeout of its own: nothing else runs beside a
         # framework's iteration to interrupt it.
         with anyio.move_on_after(wait):
-            return await self._next_batch()
+            return self._chunk(await self._next_events())
         if ends is not None and time.monotonic() >= ends:
             return self._reach_end()
         return HEARTBEAT
+
+    def _chunk(self, batch: list[Event] | None) -> bytes | None:
+        if batch is None:
+            return None
+        if observer_of(self.subscription) is not None:
+            self._unwritten = batch  # written once the framework asks for the next chunk
+        return _join(batch)
 
     def _arm(self) -> None:
         send_timeout = self.options.send_timeout
@@ -426,16 +451,38 @@ class EventStream:
         observer = self.options.observer
         if observer is not None:
             observer.opened(self.subscription)
+        presence = self.options.presence
+        key = self.subscription.key
+        if presence is not None and key is not None:
+            rooms = [c for c in self.subscription.channels if not c.startswith(PRESENCE_PREFIX)]
+            try:
+                if rooms:
+                    self._member = presence.join(rooms, key)
+            except StoreClosedError:
+                pass  # shutting down: the store closes next, and the stream ends
+            except BaseException:
+                self.close()  # a key that is no member id: refused, nothing held
+                raise
+        metrics = observer_of(self.subscription)
+        if metrics is not None:
+            metrics.opened(self.subscription)
 
     def close(self) -> None:
         """Stop streaming and release the subscription now; idempotent, never blocks."""
         self._disarm()
         self.subscription.close()
+        member, self._member = self._member, None
+        if member is not None:
+            member.leave()  # never blocks; the presence's worker tells the backend
         if self._state == _OPEN:
             observer = self.options.observer
             if observer is not None:
                 observer.closed(self.subscription)
+            metrics = observer_of(self.subscription)
+            if metrics is not None:
+                metrics.closed(self.subscription)
         self._state = _DONE
+        self._unwritten = None
 
     async def aclose(self) -> None:
         """Stop streaming and release the subscription; idempotent.
@@ -546,6 +593,10 @@ def _uncancel(task: asyncio.Task[Any]) -> int:
     """``task.uncancel()`` (Python 3.11+): the cancellations still pending; 0 before 3.11."""
     uncancel = getattr(task, "uncancel", None)
     return 0 if uncancel is None else int(uncancel())
+
+
+def _join(batch: list[Event]) -> bytes:
+    return batch[0].encoded if len(batch) == 1 else b"".join([e.encoded for e in batch])
 
 
 def _body(chunk: bytes) -> Message:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, TypedDict, final
 
 from .._encode import format_sse
+from .._presence import Presence
 
 if TYPE_CHECKING:
     from .._subscription import Subscription
@@ -53,6 +54,7 @@ class StreamSettings(TypedDict, total=False):
     max_lifetime: float | None
     lifetime_jitter: float
     observer: StreamObserver | None
+    presence: Presence | None
 
 
 @final
@@ -77,6 +79,10 @@ class StreamOptions:
             that clients connected together do not all reconnect together.
         observer: told when each stream opens, closes, or times out a write (for
             metrics); ``None``: nobody.
+        presence: a running [Presence][sse_channels.Presence]: each stream with a key
+            (the subscription's ``key``, e.g. the user) joins the presence of the channels
+            it reads (not ``presence:`` ones) under that key when it opens, and leaves
+            when it ends, however it ends; ``None``: streams do not join.
 
     Raises:
         ValueError: a duration is not positive and finite, ``lifetime_jitter`` is not in
@@ -90,6 +96,7 @@ class StreamOptions:
     max_lifetime: float | None = None
     lifetime_jitter: float = 0.1
     observer: StreamObserver | None = field(default=None, compare=False)
+    presence: Presence | None = field(default=None, compare=False)
     #: The stream's first bytes: the opening comment with ``retry``, encoded once.
     opening: bytes = field(init=False, repr=False, compare=False)
 
@@ -113,6 +120,9 @@ class StreamOptions:
             for name in ("opened", "closed", "write_timed_out")
         ):
             raise TypeError("observer must have opened(), closed() and write_timed_out()")
+        presence = self.presence
+        if presence is not None and not isinstance(presence, Presence):
+            raise TypeError(f"presence must be a Presence, not {presence!r}")
         object.__setattr__(self, "opening", opening_comment(self.retry))
 
     def lifetime(self) -> float | None:

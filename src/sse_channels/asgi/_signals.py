@@ -8,7 +8,7 @@ import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 
@@ -24,6 +24,8 @@ __all__ = ["close_on_signal"]
 async def close_on_signal(
     store: ChannelStore,
     signals: Iterable[int] = (signal.SIGINT, signal.SIGTERM),
+    *,
+    first: Iterable[_Closeable] = (),
 ) -> AsyncIterator[None]:
     """Close ``store`` as soon as the process is told to stop; use it in the lifespan.
 
@@ -33,6 +35,10 @@ async def close_on_signal(
     ``signals`` (the server's) are chained: on a signal the store is closed, which ends
     every stream cleanly, and the server's own handler runs as before. No server code is
     patched; when the context exits, the previous handlers are restored.
+
+    ``first`` are closed (``await x.aclose()``, in order) before the store, e.g. a
+    [Presence][sse_channels.Presence], so that its members' leaves are announced while the
+    store still sends.
 
     It does nothing outside the main thread (only the main thread receives signals) or for
     a signal that has no Python handler to chain to. Stopping a server programmatically
@@ -65,9 +71,15 @@ async def close_on_signal(
             chained[signum] = current
             signal.signal(signum, handler)
 
+    closeables = list(first)
+
     async def close_when_signalled() -> None:
         await received.wait()
-        await store.aclose()
+        try:
+            for closeable in closeables:
+                await closeable.aclose()
+        finally:
+            await store.aclose()
 
     try:
         async with anyio.create_task_group() as group:
@@ -83,6 +95,10 @@ async def close_on_signal(
 
 
 _Handler = Callable[[int, "FrameType | None"], Any]
+
+
+class _Closeable(Protocol):
+    async def aclose(self) -> None: ...
 
 
 def _signal_helpers() -> tuple[

@@ -23,13 +23,15 @@ raises ``RuntimeError``.
 The modules, each with one job (docs/design.md has the map of what each may import):
 ``_backend`` (RedisBackend: lifecycle, sending, watching, reading, history), ``_keys``,
 ``_scripts`` and ``lua/``, ``_link``, ``_resp``, ``_epoch``, ``_entry``, ``_plan``,
-``_retry``, ``_health``.
+``_retry``, ``_health``; and ``_presence`` (RedisPresence, with ``lua/presence.lua``).
 """
 
 from __future__ import annotations
 
 from ._backend import RedisBackend
+from ._presence import RedisPresence
 
-__all__ = ["RedisBackend"]
+__all__ = ["RedisBackend", "RedisPresence"]
 
-RedisBackend.__module__ = __name__  # reprs and docs name it where users import it
+# Reprs and docs name them where users import them.
+RedisBackend.__module__ = RedisPresence.__module__ = __name__

@@ -30,7 +30,7 @@ from ..._exceptions import BackendError
 from ..._pattern import is_pattern
 from . import _entry, _scripts
 from ._epoch import Epoch, event_id, label_of
-from ._health import Health, describe
+from ._health import Health
 from ._keys import Keys
 from ._link import IO_TIMEOUT, Link, ask, open_pool, redact
 from ._plan import ReadPlan
@@ -42,11 +42,12 @@ if TYPE_CHECKING:
     from redis.asyncio.connection import AbstractConnection
 
     from ..._event import Event
+    from ..._observe import BackendObserver
     from .._base import Deliver
 
 __all__ = ["RedisBackend"]
 
-_log = logging.getLogger("sse_channels.redis")
+_log = logging.getLogger("sse_channels.backends.redis")
 
 #: Seconds the reader waits after a read that found events, before the next one.
 _LINGER = 0.001
@@ -147,11 +148,17 @@ class RedisBackend:
         self._closed = False
         self._last_sync = -math.inf
         self._lost_connection_at: float | None = None
+        self._observer: BackendObserver | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
 
     def attach(self, deliver: Deliver) -> None:
         self._deliver = deliver
+
+    def observe(self, observer: BackendObserver) -> None:
+        """Report reconnects and errors to ``observer`` (the store's metrics call this)."""
+        self._observer = observer
+        self._health.on_error = lambda exc: observer.backend_error("redis", exc)
 
     async def start(self, task_group: TaskGroup | None = None) -> None:
         """Connect, and with a task group start the reader in it (idempotent).
@@ -328,7 +335,7 @@ class RedisBackend:
             try:
                 label = label_of(client.get(self._keys.epoch) or b"")
             except (RedisError, OSError) as exc:
-                self._health.last_error = describe(exc)
+                self._health.failed(exc)
                 raise BackendError(f"could not read the epoch from Redis: {exc}") from exc
         return _published(event, label, int(reply))
 
@@ -381,7 +388,7 @@ class RedisBackend:
                 await link.call(ring, replies=2)
             except RedisError as exc:
                 # The reader is reconnecting, or will notice within poll_interval anyway.
-                self._health.last_error = describe(exc)
+                self._health.failed(exc)
 
     # -- reading -----------------------------------------------------------------------
 
@@ -396,8 +403,11 @@ class RedisBackend:
                 await connection.connect()
                 await self._sync(connection)
                 if self._lost_connection_at is not None:
-                    _log.info("Redis reader connected again")
-                    self._after_outage(time.monotonic() - self._lost_connection_at)
+                    outage = time.monotonic() - self._lost_connection_at
+                    _log.warning("Redis reader connected again after an outage of %.3f s", outage)
+                    if self._observer is not None:
+                        self._observer.backend_reconnected("redis", outage)
+                    self._after_outage(outage)
                     self._lost_connection_at = None
                 health.reader_connected = True
                 attempt = 0
@@ -413,13 +423,17 @@ class RedisBackend:
                         # The first event after a quiet spell is never held back.
                         await anyio.sleep(_LINGER)
             except Exception as exc:  # RedisError, OSError, a reply of the wrong shape
-                if self._lost_connection_at is None:
-                    self._lost_connection_at = time.monotonic()
                 if health.reader_connected:  # a connection lost, not a failed attempt
                     health.reconnects += 1
                 health.reader_connected = False
-                health.last_error = describe(exc)
-                _log.warning("Redis reader lost its connection (%s); retrying", health.last_error)
+                health.failed(exc)
+                if self._lost_connection_at is None:
+                    self._lost_connection_at = time.monotonic()
+                    _log.warning(
+                        "Redis reader lost its connection (%s); reconnecting", health.last_error
+                    )
+                else:  # one line per outage at WARNING, not one per attempt
+                    _log.debug("Redis reader still cannot connect (%s)", health.last_error)
                 if first:
                     first = False
                     task_status.started()
@@ -496,7 +510,7 @@ class RedisBackend:
         return True
 
     def _malformed(self, error: _entry.MalformedEntry) -> None:
-        self._health.last_error = describe(error)
+        self._health.failed(error)
         _log.warning("skipped an entry the backend cannot read: %s", error)
 
     def _gap(self, channel: str, key: int) -> None:
@@ -534,7 +548,7 @@ class RedisBackend:
         try:
             reply = await _scripts.run(link.call, command, self._scripts.history)
         except RedisError as exc:
-            self._health.last_error = describe(exc)
+            self._health.failed(exc)
             return None
         if generation != epoch.generation:
             return None

@@ -13,13 +13,15 @@ The rule is a value, not a loop: the two callers differ only in how they wait
 from __future__ import annotations
 
 import random
-from typing import final
+from typing import TYPE_CHECKING, final
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..._exceptions import BackendError
-from ._health import Health, describe
+
+if TYPE_CHECKING:
+    from ._health import Health
 
 __all__ = ["CONNECTION_ERRORS", "SEND_ATTEMPTS", "SendRetry", "backoff"]
 
@@ -58,7 +60,7 @@ class SendRetry:
         """
         if not isinstance(exc, CONNECTION_ERRORS):
             raise BackendError(f"Redis refused the event: {exc}") from exc
-        self._health.last_error = describe(exc)
+        self._health.failed(exc)
         self.attempt += 1
         if self.attempt == SEND_ATTEMPTS:
             raise BackendError(f"could not send to Redis: {exc}") from exc

@@ -1,0 +1,232 @@
+from __future__ import annotations
+
+import gc
+import json
+import tracemalloc
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from sse_channels import (
+    ChannelStore,
+    InvalidMemberError,
+    MemoryPresence,
+    MetadataTooLargeError,
+    Presence,
+    PresenceBackend,
+    PresenceView,
+    StoreClosedError,
+)
+from sse_channels.testing.presence_contract import PresenceContract, PresenceFactory
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+
+class TestMemoryPresenceContract(PresenceContract):
+    @pytest.fixture
+    def make_presence(self) -> PresenceFactory:
+        return MemoryPresence
+
+
+# -- validation: typed errors at the call, nothing registered --------------------------
+
+
+@pytest.fixture
+async def running() -> AsyncIterator[Presence]:
+    store = ChannelStore()
+    async with store, Presence(store) as presence:
+        yield presence
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("member", "error"),
+    [
+        ("", InvalidMemberError),
+        ("x" * 129, InvalidMemberError),
+        (" alice", InvalidMemberError),
+        ("al\nice", InvalidMemberError),
+        ("al\x00ice", InvalidMemberError),
+        (7, TypeError),
+        (None, TypeError),
+    ],
+)
+async def test_presence_join_refuses_a_bad_member_id_at_the_call(
+    running: Presence, member: Any, error: type[Exception]
+) -> None:
+    with pytest.raises(error):
+        running.join("room", member)
+    assert running.statistics()["sessions"] == 0
+    assert running.statistics()["pending"] == 0
+
+
+@pytest.mark.anyio
+async def test_presence_join_accepts_a_member_id_of_128_characters(running: Presence) -> None:
+    async with running.join("room", "é" * 128):
+        assert await running.count("room") == 1
+
+
+@pytest.mark.anyio
+async def test_presence_join_refuses_oversized_or_non_json_metadata(running: Presence) -> None:
+    with pytest.raises(MetadataTooLargeError, match="1025 bytes"):
+        running.join("room", "alice", {"x": "a" * 1017})
+    with pytest.raises(TypeError, match="JSON"):
+        running.join("room", "alice", {"x": object()})
+    with pytest.raises(TypeError, match="JSON"):
+        running.join("room", "alice", {"x": float("nan")})
+    with pytest.raises(TypeError, match="dict"):
+        running.join("room", "alice", ["not", "an", "object"])
+    assert isinstance(MetadataTooLargeError("x"), ValueError)
+    assert running.statistics()["sessions"] == 0
+    async with running.join("room", "alice", {"x": "a" * 1016}):  # exactly 1024 bytes
+        assert await running.members("room") == {"alice": [{"x": "a" * 1016}]}
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("channel", ["", "a*", "presence:room", "bad\nname"])
+async def test_presence_join_refuses_a_bad_channel(running: Presence, channel: str) -> None:
+    with pytest.raises(ValueError):
+        running.join(channel, "alice")
+    with pytest.raises(ValueError):
+        await running.members(channel)
+
+
+@pytest.mark.anyio
+async def test_presence_join_before_it_runs_or_after_it_closed_says_so() -> None:
+    store = ChannelStore()
+    presence = Presence(store)
+    with pytest.raises(RuntimeError, match="async with presence"):
+        presence.join("room", "alice")
+    async with store:
+        async with presence:
+            pass
+        with pytest.raises(StoreClosedError):
+            presence.join("room", "alice")
+
+
+def test_presence_refuses_a_second_presence_on_one_store_and_bad_options() -> None:
+    store = ChannelStore()
+    Presence(store)
+    with pytest.raises(ValueError, match="snapshot provider already"):
+        Presence(store)
+    for options in ({"max_meta_bytes": 1}, {"count_interval": 0}, {"count_interval": "1"}):
+        with pytest.raises(ValueError):
+            Presence(ChannelStore(), **options)
+    with pytest.raises(TypeError):
+        Presence(ChannelStore(), counts_only="yes")  # type: ignore[arg-type]
+
+
+def test_memory_presence_satisfies_the_protocol() -> None:
+    assert isinstance(MemoryPresence(), PresenceBackend)
+
+
+# -- bounded: churn leaves nothing behind ------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_presence_churn_of_10000_members_leaves_no_state_and_no_memory() -> None:
+    store = ChannelStore(history=100)
+    async with store, Presence(store) as presence:
+        backend = presence.backend
+
+        async def churn() -> None:
+            sessions = [presence.join("room", f"user-{n}", {"n": n}) for n in range(10_000)]
+            await presence.flush()
+            assert await presence.count("room") == 10_000
+            for session in sessions:
+                session.leave()
+            await presence.flush()
+
+        await churn()  # warm up: the store's log of presence:room is full already
+        gc.collect()
+        tracemalloc.start()
+        before = tracemalloc.get_traced_memory()[0]
+        await churn()
+        gc.collect()
+        after = tracemalloc.get_traced_memory()[0]
+        tracemalloc.stop()
+        assert await presence.count("room") == 0
+        assert backend.statistics() == {"channels": 0, "members": 0, "connections": 0}
+        assert presence.statistics()["sessions"] == 0
+        # 10,000 members held about 4 MB; what is left is noise (the log is bounded).
+        assert after - before < 64 * 1024, after - before
+
+
+# -- PresenceView: any order, any repeats, the same list -------------------------------
+
+
+def _changes(operations: list[tuple[int, bool]]) -> tuple[list[tuple[str, str]], dict[str, Any]]:
+    """Versioned join/leave events for member ``m<n>``, and the final member list."""
+    present: dict[str, Any] = {}
+    events: list[tuple[str, str]] = []
+    for version, (member, join) in enumerate(operations, start=1):
+        name = f"m{member}"
+        if join and name not in present:
+            present[name] = [{"v": version}]
+            meta = json.dumps({"v": version})
+            events.append(("join", f'{{"member":"{name}","v":{version},"meta":{meta}}}'))
+        elif not join and name in present:
+            del present[name]
+            events.append(("leave", f'{{"member":"{name}","v":{version}}}'))
+    return events, present
+
+
+@given(
+    st.lists(st.tuples(st.integers(0, 5), st.booleans()), max_size=40),
+    st.randoms(use_true_random=False),
+)
+def test_presence_view_rebuilds_the_list_whatever_the_order_and_repeats(
+    operations: list[tuple[int, bool]], rnd: Any
+) -> None:
+    events, present = _changes(operations)
+    shuffled = events + rnd.sample(events, k=len(events) // 2)
+    rnd.shuffle(shuffled)
+    view = PresenceView()
+    for kind, data in shuffled:
+        view.apply(kind, data)
+    assert view.members == present
+    assert view.count == len(present)
+
+
+@given(
+    st.lists(st.tuples(st.integers(0, 5), st.booleans()), max_size=40),
+    st.integers(0, 40),
+    st.integers(0, 40),
+)
+def test_presence_view_snapshot_at_any_point_then_any_changes_since_rebuilds_the_list(
+    operations: list[tuple[int, bool]], cut: int, replay_from: int
+) -> None:
+    events, present = _changes(operations)
+    cut = min(cut, len(events))
+    # The snapshot as of event ``cut``, with the version it covers.
+    state: dict[str, tuple[int, Any]] = {}
+    for kind, data in events[:cut]:
+        body = json.loads(data)
+        if kind == "join":
+            state[body["member"]] = (body["v"], [body["meta"]])
+        else:
+            state.pop(body["member"], None)
+    version = json.loads(events[cut - 1][1])["v"] if cut else 0
+    members = {m: {"v": v, "metas": metas} for m, (v, metas) in state.items()}
+    snapshot = json.dumps({"v": version, "members": members})
+    # A reader gets changes from some point at or before the cut (repeats), the snapshot,
+    # and everything after; a stale reader's list is replaced.
+    view = PresenceView()
+    view.apply("join", '{"member":"ghost","v":0,"meta":{}}')
+    start = min(replay_from, cut)
+    for kind, data in events[start:cut]:
+        view.apply(kind, data)
+    view.apply("snapshot", snapshot)
+    for kind, data in events[start:]:
+        view.apply(kind, data)
+    assert view.members == present
+
+
+def test_presence_view_ignores_other_events_and_reads_counts() -> None:
+    view = PresenceView()
+    assert view.apply("message", "hello") is False
+    assert view.apply("count", '{"count":12}') is True
+    assert view.count == 12
