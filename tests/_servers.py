@@ -11,7 +11,10 @@ the demo). Two ways to run one:
   can show (signals, shutdown). The socket is inherited as a file descriptor.
 
 ``server_for(anyio_backend)`` picks the pairing the suite uses: uvicorn for asyncio,
-hypercorn for trio. ``RawHTTPStream`` is a minimal HTTP/1.1 client over anyio sockets that
+hypercorn for trio; the fixtures ``server_kind`` (that pairing) and ``serve`` (``with
+serve(app) as server``: ``serve_in_thread`` on it) are registered for every test by
+conftest.py. ``streaming(server, path)`` opens a stream and closes it on the way out,
+however the test ends. ``RawHTTPStream`` is a minimal HTTP/1.1 client over anyio sockets that
 decodes a chunked event stream as it arrives (works on asyncio and trio).
 """
 
@@ -28,27 +31,32 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypeVar
 
 import anyio
 import anyio.from_thread
 import anyio.lowlevel
+import pytest
 
 from sse_channels import Event, SSEDecoder
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Iterator, Mapping
+    from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 
 __all__ = [
     "RawHTTPStream",
     "RunningServer",
+    "Serve",
     "ServerProcess",
     "free_socket",
     "open_stream",
     "read_sse_then_leave",
+    "serve",
     "serve_in_subprocess",
     "serve_in_thread",
     "server_for",
+    "server_kind",
+    "streaming",
     "task_count",
 ]
 
@@ -60,6 +68,27 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 def server_for(anyio_backend: str) -> tuple[ServerName, str]:
     """The server and event loop the suite pairs with a test's anyio backend."""
     return ("hypercorn", "trio") if anyio_backend == "trio" else ("uvicorn", "asyncio")
+
+
+@pytest.fixture
+def server_kind(anyio_backend: str) -> tuple[ServerName, str]:
+    """The test's server and event loop: ``server_for(anyio_backend)``."""
+    return server_for(anyio_backend)
+
+
+#: What the ``serve`` fixture gives: ``serve(app, **options)``, a context manager.
+Serve: TypeAlias = "Callable[..., contextlib.AbstractContextManager[RunningServer]]"
+
+
+@pytest.fixture
+def serve(server_kind: tuple[ServerName, str]) -> Serve:
+    """``with serve(app, **options) as server``: ``serve_in_thread`` on the test's server."""
+    server_name, backend = server_kind
+
+    def start(app: Any, **options: Any) -> contextlib.AbstractContextManager[RunningServer]:
+        return serve_in_thread(app, server=server_name, backend=backend, **options)
+
+    return start
 
 
 def free_socket(host: str = "127.0.0.1", *, sndbuf: int | None = None) -> socket.socket:
@@ -572,6 +601,18 @@ async def open_stream(
             await stream.aclose()
             raise
     return response
+
+
+@contextlib.asynccontextmanager
+async def streaming(
+    server: RunningServer | ServerProcess, path: str = "/", **options: Any
+) -> AsyncIterator[RawHTTPStream]:
+    """``open_stream`` on ``server`` (same options), closed on the way out."""
+    stream = await open_stream(server.host, server.port, path, **options)
+    try:
+        yield stream
+    finally:
+        await stream.aclose()
 
 
 async def read_sse_then_leave(source: Any, n: int, *, timeout: float = 5.0) -> list[Any]:

@@ -6,7 +6,7 @@ import gc
 import socket
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import httpx
@@ -17,28 +17,23 @@ from _asgi_helpers import (
     make_app,
     wait_live,
 )
-from _servers import ServerName, open_stream, read_sse_then_leave, serve_in_thread, server_for
+from _servers import ServerName, open_stream, read_sse_then_leave, streaming
 from sse_channels import ChannelStore
 from sse_channels.asgi import SSE_HEADERS, SSEApp
 
+if TYPE_CHECKING:
+    from _servers import Serve
+
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def server_kind(anyio_backend: str) -> tuple[ServerName, str]:
-    return server_for(anyio_backend)
 
 
 # -- under a real server: uvicorn on asyncio, hypercorn on trio ------------------------------------
 
 
-async def test_real_server_streams_store_events_and_releases_on_disconnect(
-    server_kind: tuple[ServerName, str],
-) -> None:
+async def test_real_server_streams_store_events_and_releases_on_disconnect(serve: Serve) -> None:
     """httpx + httpx-sse reads events sent through the store; leaving frees it within 1 s."""
-    server_name, backend = server_kind
     store = ChannelStore()
-    with serve_in_thread(make_app(store), server=server_name, backend=backend) as server:
+    with serve(make_app(store)) as server:
         async with (
             httpx.AsyncClient(base_url=server.url, timeout=5) as client,
             aconnect_sse(client, "GET", "/?channel=news", headers={"x-user": "alice"}) as source,
@@ -55,11 +50,10 @@ async def test_real_server_streams_store_events_and_releases_on_disconnect(
 
 
 async def test_real_server_resume_with_last_event_id_gets_the_missed_events_once(
-    server_kind: tuple[ServerName, str],
+    serve: Serve,
 ) -> None:
-    server_name, backend = server_kind
     store = ChannelStore()
-    with serve_in_thread(make_app(store), server=server_name, backend=backend) as server:
+    with serve(make_app(store)) as server:
         headers = {"x-user": "alice"}
         first = await open_stream(server.host, server.port, "/?channel=news", headers=headers)
         await server.arun(store.send, "news", "one")
@@ -71,13 +65,8 @@ async def test_real_server_resume_with_last_event_id_gets_the_missed_events_once
             await server.arun(store.send, "news", word)
         resumed_from = seen[-1].id
         assert resumed_from is not None
-        second = await open_stream(
-            server.host,
-            server.port,
-            "/?channel=news",
-            headers={**headers, "last-event-id": resumed_from},
-        )
-        try:
+        resumed = {**headers, "last-event-id": resumed_from}
+        async with streaming(server, "/?channel=news", headers=resumed) as second:
             missed = await second.read_events(3)
             assert [e.data for e in missed] == ["three", "four", "five"]
             with pytest.raises(TimeoutError):
@@ -85,21 +74,13 @@ async def test_real_server_resume_with_last_event_id_gets_the_missed_events_once
             await server.arun(store.send, "news", "six")
             assert [e.data for e in await second.read_events(1)] == ["six"]
             assert [e.data for e in second.events] == ["three", "four", "five", "six"]
-        finally:
-            await second.aclose()
 
 
-async def test_real_server_refused_request_gets_403_and_no_stream_byte(
-    server_kind: tuple[ServerName, str],
-) -> None:
-    server_name, backend = server_kind
+async def test_real_server_refused_request_gets_403_and_no_stream_byte(serve: Serve) -> None:
     store = ChannelStore()
-    with serve_in_thread(make_app(store), server=server_name, backend=backend) as server:
-        response = await open_stream(
-            server.host, server.port, "/?channel=secret", headers={"x-user": "mallory"}
-        )
-        body = await response.read_to_end()
-        await response.aclose()
+    with serve(make_app(store)) as server:
+        async with streaming(server, "/?channel=secret", headers={"x-user": "mallory"}) as response:
+            body = await response.read_to_end()
         assert response.status == 403
         assert body == b"403 Forbidden\n"
         assert not response.headers["content-type"].startswith("text/event-stream")
@@ -107,19 +88,13 @@ async def test_real_server_refused_request_gets_403_and_no_stream_byte(
         assert await server.acall(lambda: store.statistics().channels) == 0
 
 
-async def test_real_server_revoked_users_stream_ends_within_a_second(
-    server_kind: tuple[ServerName, str],
-) -> None:
-    server_name, backend = server_kind
+async def test_real_server_revoked_users_stream_ends_within_a_second(serve: Serve) -> None:
     store = ChannelStore()
-    with serve_in_thread(make_app(store), server=server_name, backend=backend) as server:
-        alice = await open_stream(
-            server.host, server.port, "/?channel=news", headers={"x-user": "alice"}
-        )
-        bob = await open_stream(
-            server.host, server.port, "/?channel=news", headers={"x-user": "bob"}
-        )
-        try:
+    with serve(make_app(store)) as server:
+        async with (
+            streaming(server, "/?channel=news", headers={"x-user": "alice"}) as alice,
+            streaming(server, "/?channel=news", headers={"x-user": "bob"}) as bob,
+        ):
             await wait_live(server, store, 2, 2)
             began = time.monotonic()
             assert await server.acall(lambda: store.revoke(key="alice")) == 1
@@ -128,19 +103,15 @@ async def test_real_server_revoked_users_stream_ends_within_a_second(
             assert alice.ended  # the chunked body was terminated: a clean end
             await server.arun(store.send, "news", "still here")
             assert [e.data for e in await bob.read_events(1)] == ["still here"]
-        finally:
-            await alice.aclose()
-            await bob.aclose()
 
 
 async def test_real_server_half_open_client_is_released_by_the_write_deadline(
-    server_kind: tuple[ServerName, str],
+    serve: Serve,
 ) -> None:
     """A client that stops reading but keeps its socket: the write deadline frees it."""
-    server_name, backend = server_kind
     store = ChannelStore()
     app = make_app(store, send_timeout=0.5, heartbeat=None)
-    with serve_in_thread(app, server=server_name, backend=backend, sndbuf=4096) as server:
+    with serve(app, sndbuf=4096) as server:
         client = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         client.connect((server.host, server.port))
@@ -160,7 +131,7 @@ async def test_real_server_half_open_client_is_released_by_the_write_deadline(
 
 
 async def test_real_server_1000_connect_disconnect_cycles_leave_nothing_behind(
-    server_kind: tuple[ServerName, str],
+    server_kind: tuple[ServerName, str], serve: Serve
 ) -> None:
     """Subscriptions, server tasks and traced memory are back where they were after 1,000 cycles.
 
@@ -169,7 +140,7 @@ async def test_real_server_1000_connect_disconnect_cycles_leave_nothing_behind(
     """
     server_name, backend = server_kind
     store = ChannelStore()
-    with serve_in_thread(make_app(store), server=server_name, backend=backend) as server:
+    with serve(make_app(store)) as server:
 
         async def cycles(count: int, concurrency: int = 20) -> None:
             async def worker(worker_id: int) -> None:
@@ -227,12 +198,11 @@ async def test_real_server_1000_connect_disconnect_cycles_leave_nothing_behind(
 
 
 async def test_real_server_head_gets_the_stream_headers_no_body_and_no_subscription(
-    server_kind: tuple[ServerName, str],
+    serve: Serve,
 ) -> None:
     """Issue 15.1: HEAD is answered wherever GET is, as uptime checks expect (RFC 9110)."""
-    server_name, backend = server_kind
     store = ChannelStore()
-    with serve_in_thread(make_app(store), server=server_name, backend=backend) as server:
+    with serve(make_app(store)) as server:
         async with httpx.AsyncClient(base_url=server.url, timeout=5) as client:
             response = await client.head("/?channel=news", headers={"x-user": "alice"})
             refused = await client.head("/?channel=secret", headers={"x-user": "mallory"})
@@ -251,19 +221,15 @@ def path_channel(scope: Any) -> str:
 
 
 async def test_real_server_pattern_in_the_path_is_refused_without_the_opt_in(
-    server_kind: tuple[ServerName, str],
+    serve: Serve,
 ) -> None:
     """Issue 15.2: ``/events/*`` must not read every channel through a path resolver."""
-    server_name, backend = server_kind
     store = ChannelStore()
     app = SSEApp(store, path_channel, heartbeat=0.2)
-    with serve_in_thread(app, server=server_name, backend=backend) as server:
+    with serve(app) as server:
         for path in ("/events/*", "/events/private:*"):
-            stream = await open_stream(server.host, server.port, path)
-            try:
+            async with streaming(server, path) as stream:
                 body = await stream.read_to_end()
-            finally:
-                await stream.aclose()
             assert stream.status == 400
             assert body == b"400 Bad Request\n"
             assert stream.headers["content-type"].startswith("text/plain")
@@ -271,29 +237,20 @@ async def test_real_server_pattern_in_the_path_is_refused_without_the_opt_in(
         stats = await server.acall(store.statistics)
         assert (stats.subscribers, stats.channels) == (0, 0)
         # A plain name through the same resolver still streams.
-        stream = await open_stream(server.host, server.port, "/events/news")
-        try:
+        async with streaming(server, "/events/news") as stream:
             await wait_live(server, store, 1, 2)
             await server.arun(store.send, "news", "plain")
             assert [e.data for e in await stream.read_events(1)] == ["plain"]
-        finally:
-            await stream.aclose()
 
 
-async def test_real_server_pattern_in_the_path_streams_with_the_opt_in(
-    server_kind: tuple[ServerName, str],
-) -> None:
-    server_name, backend = server_kind
+async def test_real_server_pattern_in_the_path_streams_with_the_opt_in(serve: Serve) -> None:
     store = ChannelStore()
     app = SSEApp(store, path_channel, patterns=True, heartbeat=0.2)
-    with serve_in_thread(app, server=server_name, backend=backend) as server:
-        stream = await open_stream(server.host, server.port, "/events/news:*")
-        try:
+    with serve(app) as server:
+        async with streaming(server, "/events/news:*") as stream:
             assert stream.status == 200
             await wait_live(server, store, 1, 2)
             await server.arun(store.send, "news:eu", "eu")
             await server.arun(store.send, "sport", "not matched")
             await server.arun(store.send, "news:us", "us")
             assert [e.data for e in await stream.read_events(2)] == ["eu", "us"]
-        finally:
-            await stream.aclose()

@@ -17,7 +17,7 @@ from _asgi_helpers import (
     until,
     wait_live,
 )
-from _servers import ServerName, open_stream, serve_in_subprocess, serve_in_thread, server_for
+from _servers import ServerName, ServerProcess, open_stream, serve_in_subprocess, streaming
 from sse_channels import ChannelStore
 from sse_channels.asgi import SSEApp, close_on_signal
 from sse_channels.testing import connect_sse
@@ -25,12 +25,9 @@ from sse_channels.testing import connect_sse
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
+    from _servers import Serve
+
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def server_kind(anyio_backend: str) -> tuple[ServerName, str]:
-    return server_for(anyio_backend)
 
 
 # -- close_on_signal ------------------------------------------------------------------------------
@@ -70,16 +67,10 @@ async def test_close_on_signal_leaves_signals_without_a_handler_alone() -> None:
         await store.aclose()
 
 
-async def test_real_server_stops_promptly_once_the_store_is_closed(
-    server_kind: tuple[ServerName, str],
-) -> None:
-    server_name, backend = server_kind
+async def test_real_server_stops_promptly_once_the_store_is_closed(serve: Serve) -> None:
     store = ChannelStore()
-    with serve_in_thread(make_app(store), server=server_name, backend=backend) as server:
-        stream = await open_stream(
-            server.host, server.port, "/?channel=news", headers={"x-user": "alice"}
-        )
-        try:
+    with serve(make_app(store)) as server:
+        async with streaming(server, "/?channel=news", headers={"x-user": "alice"}) as stream:
             await wait_live(server, store, 1, 2)
             await server.arun(store.aclose)
             await stream.read_to_end(timeout=2)
@@ -88,12 +79,10 @@ async def test_real_server_stops_promptly_once_the_store_is_closed(
             await stream.aclose()
             took = await anyio.to_thread.run_sync(server.stop)
             assert took < 3.0
-        finally:
-            await stream.aclose()
 
 
 async def test_real_server_stop_without_closing_the_store_cancels_streams_after_grace(
-    server_kind: tuple[ServerName, str],
+    server_kind: tuple[ServerName, str], serve: Serve
 ) -> None:
     """The fallback: servers drain before the lifespan runs, then cancel what is left.
 
@@ -101,20 +90,15 @@ async def test_real_server_stop_without_closing_the_store_cancels_streams_after_
     cancels the stream (the subscription is released by the cancellation), and only then
     runs the lifespan shutdown, which closes the store.
     """
-    server_name, backend = server_kind
+    server_name, _ = server_kind
     store = ChannelStore()
     grace = (
         {"timeout_graceful_shutdown": 0.5}
         if server_name == "uvicorn"
         else {"graceful_timeout": 0.5}
     )
-    with serve_in_thread(
-        make_app(store), server=server_name, backend=backend, options=grace
-    ) as server:
-        stream = await open_stream(
-            server.host, server.port, "/?channel=news", headers={"x-user": "alice"}
-        )
-        try:
+    with serve(make_app(store), options=grace) as server:
+        async with streaming(server, "/?channel=news", headers={"x-user": "alice"}) as stream:
             await wait_live(server, store, 1, 2)
             took = await anyio.to_thread.run_sync(server.stop)
             assert 0.4 <= took < 3.0
@@ -124,8 +108,6 @@ async def test_real_server_stop_without_closing_the_store_cancels_streams_after_
             # Cancelled, not ended: the body has no final chunk, the connection is dropped.
             assert stream.closed
             assert not stream.ended
-        finally:
-            await stream.aclose()
 
 
 SHUTDOWN_APP = "test_asgi_shutdown:shutdown_app"
@@ -158,6 +140,36 @@ def _shutdown_app() -> Any:
 shutdown_app = _shutdown_app()
 
 
+def stop_signal(server_kind: tuple[ServerName, str]) -> tuple[signal.Signals, tuple[str, ...]]:
+    """The signal that stops the server, and the arguments that make it stop on it."""
+    server_name, _ = server_kind
+    if server_name == "uvicorn":
+        return signal.SIGTERM, ()
+    return signal.SIGINT, ("--workers", "0")
+
+
+async def assert_the_signal_ends_three_streams(
+    server: ServerProcess, path: str, signum: signal.Signals
+) -> None:
+    """Three open streams, then ``signum``: each ends cleanly, the server exits within 3 s."""
+    streams = [await open_stream(server.host, server.port, path) for _ in range(3)]
+    try:
+        for stream in streams:
+            await stream.wait_comments(1)
+        began = time.monotonic()
+        server.send_signal(signum)
+        for stream in streams:
+            await stream.read_to_end(timeout=3)
+            assert stream.ended  # a clean end of the chunked body (its final chunk), not a reset
+            await stream.aclose()  # as a browser would, finding the server gone
+        took = await anyio.to_thread.run_sync(server.wait)
+        assert time.monotonic() - began < 3.0, server.output
+        assert took < 3.0
+    finally:
+        for stream in streams:
+            await stream.aclose()
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM semantics are POSIX")
 async def test_real_server_shutdown_signal_ends_open_streams_and_the_server_exits(
     server_kind: tuple[ServerName, str],
@@ -169,28 +181,11 @@ async def test_real_server_shutdown_signal_ends_open_streams_and_the_server_exit
     worker processes the signal reaches the supervisor alone (see docs/deployment.md).
     """
     server_name, backend = server_kind
-    signum, args = (
-        (signal.SIGTERM, ()) if server_name == "uvicorn" else (signal.SIGINT, ("--workers", "0"))
-    )
+    signum, args = stop_signal(server_kind)
     with serve_in_subprocess(
         SHUTDOWN_APP, server=server_name, backend=backend, args=args
     ) as server:
-        streams = [await open_stream(server.host, server.port, "/events/") for _ in range(3)]
-        try:
-            for stream in streams:
-                await stream.wait_comments(1)
-            began = time.monotonic()
-            server.send_signal(signum)
-            for stream in streams:
-                await stream.read_to_end(timeout=3)
-                assert stream.ended  # a clean end of the chunked body, not a reset
-                await stream.aclose()  # as a browser would, finding the server gone
-            took = await anyio.to_thread.run_sync(server.wait)
-            assert time.monotonic() - began < 3.0, server.output
-            assert took < 3.0
-        finally:
-            for stream in streams:
-                await stream.aclose()
+        await assert_the_signal_ends_three_streams(server, "/events/", signum)
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM semantics are POSIX")
@@ -227,25 +222,8 @@ async def test_real_server_shutdown_signal_ends_the_streams_of_an_sseapp_served_
     """uvicorn no longer tells streams about shutdown (it reverted that, PR #2913), and
     waits for them before the lifespan shutdown: SSEApp must end its own streams."""
     server_name, backend = server_kind
-    signum, args = (
-        (signal.SIGTERM, ()) if server_name == "uvicorn" else (signal.SIGINT, ("--workers", "0"))
-    )
+    signum, args = stop_signal(server_kind)
     with serve_in_subprocess(
         "test_asgi_shutdown:sse_app_alone", server=server_name, backend=backend, args=args
     ) as server:
-        streams = [await open_stream(server.host, server.port, "/") for _ in range(3)]
-        try:
-            for stream in streams:
-                await stream.wait_comments(1)
-            began = time.monotonic()
-            server.send_signal(signum)
-            for stream in streams:
-                await stream.read_to_end(timeout=3)
-                assert stream.ended  # the final chunk: a clean end, not a reset
-                await stream.aclose()
-            took = await anyio.to_thread.run_sync(server.wait)
-            assert time.monotonic() - began < 3.0, server.output
-            assert took < 3.0
-        finally:
-            for stream in streams:
-                await stream.aclose()
+        await assert_the_signal_ends_three_streams(server, "/", signum)

@@ -8,6 +8,7 @@ psycopg's async connections need asyncio, so these tests run on asyncio.
 
 from __future__ import annotations
 
+import json
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from _postgres import connect, postgres_dsn, postgres_server, schema
-from sse_channels import ChannelStore, Event, Subscription
+from sse_channels import GAP_EVENT, ChannelStore, Event, Subscription
 from sse_channels.backends.postgres import PostgresBackend, send_in, send_in_async
 from sse_channels.testing.backend_contract import BackendFactory, NetworkedBackendContract
 
@@ -394,4 +395,136 @@ async def test_a_1_mb_event_goes_through_live_and_from_history(stores: Stores) -
     (again,) = await read(resumed, 1)
     assert (again.data, again.id) == (big[::-1], in_txn.id)
     live.close()
+    resumed.close()
+
+
+# -- retention, lost logs ------------------------------------------------------------------------
+
+
+def gap_of(event: Event) -> dict[str, Any]:
+    assert event.event == GAP_EVENT, event
+    decoded: dict[str, Any] = json.loads(event.data)
+    return decoded
+
+
+async def wait_for(condition: Any, timeout: float = 10.0) -> None:
+    with anyio.fail_after(timeout):
+        while not condition():
+            await anyio.sleep(0.02)
+
+
+async def test_a_lost_log_starts_a_new_epoch_and_subscribers_get_a_gap(stores: Stores) -> None:
+    store = await stores.start(poll_interval=0.05)
+    subscription = store.subscribe("room")
+    before = await store.send("room", "before")
+    assert [e.data for e in await read(subscription, 1)] == ["before"]
+    old_epoch = store.statistics().backend["epoch"]
+    with connect(stores.dsn) as admin:
+        admin.execute(f"DROP SCHEMA {stores.schema} CASCADE")
+    # The reader fails, reconnects, makes the tables anew: a new epoch.
+    await wait_for(lambda: store.statistics().backend["epoch"] not in (None, old_epoch))
+    after = await store.send("room", "after")
+    events = await read_until(subscription, "after")
+    assert gap_of(events[0])["channel"] == "room"
+    assert [(e.data, e.id) for e in events[1:]] == [("after", after.id)]
+    # Resuming from an id of the lost log: a gap (never a silent hole), then the new log.
+    resumed = store.subscribe("room", last_event_id=before.id)
+    got = await read_until(resumed, "after")
+    assert gap_of(got[0])["reason"] in ("lost", "unknown_id")
+    assert [e.id for e in got[1:]] == [after.id]
+    resumed.close()
+    # On a process that never saw the old log, its ids are unknown.
+    other = await stores.start()
+    elsewhere = other.subscribe("room", last_event_id=before.id)
+    (signal,) = await read(elsewhere, 1)
+    assert gap_of(signal)["reason"] == "unknown_id"
+    elsewhere.close()
+    subscription.close()
+
+
+async def test_trimming_keeps_maxlen_per_channel_and_a_reader_behind_gets_a_gap(
+    stores: Stores,
+) -> None:
+    import psycopg
+
+    role = f"lag_{stores.schema}"
+    with connect(stores.dsn) as admin:
+        admin.execute(f"CREATE ROLE {role} LOGIN SUPERUSER")
+    try:
+        trimmer = await stores.start(maxlen=5, trim_interval=0.05, history=5)
+        lagging_dsn = psycopg.conninfo.make_conninfo(stores.dsn, user=role)
+        lagging_backend = PostgresBackend(
+            lagging_dsn, schema=stores.schema, maxlen=5, poll_interval=0.05, max_backoff=0.2
+        )
+        lagging = await stores._stack.enter_async_context(ChannelStore(backend=lagging_backend))
+        behind = lagging.subscribe("c")
+        first = await trimmer.send("c", "0")
+        assert [e.id for e in await read(behind, 1)] == [first.id]
+        # The lagging process loses its connections and cannot log in again for a while.
+        with connect(stores.dsn) as admin:
+            admin.execute(f"ALTER ROLE {role} NOLOGIN")
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s",
+                (role,),
+            )
+        sent = [await trimmer.send("c", str(i)) for i in range(1, 31)]
+        await trimmer.send("other", "x")  # another channel is not trimmed by c's length
+
+        def rows(channel: str) -> int:
+            with connect(stores.dsn) as conn:
+                found = conn.execute(
+                    f"SELECT count(*) FROM {stores.schema}.events WHERE channel = %s",
+                    (channel,),
+                ).fetchone()
+            assert found is not None
+            return int(found[0])
+
+        await wait_for(lambda: rows("c") <= 5)
+        assert rows("other") == 1
+        with connect(stores.dsn) as admin:
+            admin.execute(f"ALTER ROLE {role} LOGIN")
+        # Back, it finds what it had not read trimmed: a gap, then the retained rest.
+        events = await read_until(behind, "30")
+        assert gap_of(events[0])["channel"] == "c"
+        assert [e.id for e in events[1:]] == [e.id for e in sent[-len(events) + 1 :]]
+        assert len(events) - 1 <= 5
+        assert lagging.statistics().backend["gaps"] >= 1
+        # A resume from before the retained history gets a gap too (from any process).
+        resumed = trimmer.subscribe("c", last_event_id=first.id)
+        got = await read(resumed, 1)
+        assert got[0].event == GAP_EVENT
+        resumed.close()
+        behind.close()
+    finally:
+        await stores._stack.aclose()
+        with connect(stores.dsn) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s",
+                (role,),
+            )
+            admin.execute(f"DROP ROLE IF EXISTS {role}")
+
+
+async def test_max_age_deletes_old_events_inside_the_backend(stores: Stores) -> None:
+    store = await stores.start(max_age=2.0, trim_interval=0.05)
+    old = await store.send("aged", "old")
+    await anyio.sleep(1.5)
+    fresh = await store.send("aged", "fresh")  # "old" goes in 0.5 s, "fresh" 1.5 s later
+
+    def left() -> list[str]:
+        with connect(stores.dsn) as conn:
+            return [
+                bytes(row[0]).decode()
+                for row in conn.execute(f"SELECT data FROM {stores.schema}.events ORDER BY id")
+            ]
+
+    await wait_for(lambda: "old" not in left())
+    assert left() == ["fresh"]
+    other = await stores.start()
+    resumed = other.subscribe("aged", last_event_id=old.id)
+    await store.send("aged", "end")
+    events = await read_until(resumed, "end")
+    # "old" is gone and nothing pretends otherwise: either a gap or nothing before "fresh".
+    assert [e.data for e in events if e.event != GAP_EVENT] == ["fresh", "end"]
+    assert events[-2].id == fresh.id
     resumed.close()

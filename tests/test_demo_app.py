@@ -9,13 +9,14 @@ import httpx
 import pytest
 
 from _servers import serve_in_thread
-from sse_channels import SSEDecoder
+from sse_channels import PresenceView, SSEDecoder
 from sse_channels.demo import DemoApp
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
 TIMEOUT = httpx.Timeout(10.0)
+PRESENCE_EVENTS = ("snapshot", "join", "leave")
 
 
 @pytest.fixture
@@ -31,11 +32,16 @@ def client(url: str) -> httpx.Client:
 
 
 def texts_until(response: httpx.Response, last_id: str) -> list[str]:
-    """The texts of the stream's events up to and including the event ``last_id``."""
+    """The texts of the stream's events up to and including the event ``last_id``.
+
+    "Online now" (the presence events of ``presence:broadcast``) has no text: skipped.
+    """
     decoder = SSEDecoder()
     texts: list[str] = []
     for chunk in response.iter_bytes():
         for event in decoder.feed(chunk):
+            if event.event in PRESENCE_EVENTS:
+                continue
             texts.append(json.loads(event.data)["text"])
             if event.id == last_id:
                 return texts
@@ -114,3 +120,24 @@ def test_logout_ends_the_sessions_stream_and_its_cookie_no_longer_streams(url: s
             assert response.read().startswith(b":")  # the opening comment, then the end
     with httpx.Client(base_url=url, timeout=TIMEOUT, cookies=session) as replay:
         assert replay.get("/events").status_code == 401
+
+
+def test_the_stream_carries_who_is_online_now_and_the_users_tabs_count_once(url: str) -> None:
+    with client(url) as bob, client(url) as alice:
+        bob.post("/login", data={"user": "bob"}).raise_for_status()
+        alice.post("/login", data={"user": "alice"}).raise_for_status()
+        with alice.stream("GET", "/events") as first, alice.stream("GET", "/events"):
+            view = PresenceView()
+            decoder = SSEDecoder()
+            events = []
+            with bob.stream("GET", "/events") as response:
+                for chunk in response.iter_bytes():
+                    for event in decoder.feed(chunk):
+                        events.append(event.event)
+                        view.apply(event.event, event.data)
+                    if set(view.members) == {"alice", "bob"}:
+                        break
+            # A snapshot first, with alice (both tabs: once), then bob's own join.
+            assert events[0] == "snapshot"
+            assert events.count("join") <= 1
+            assert first.status_code == 200

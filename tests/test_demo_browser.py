@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,12 +20,12 @@ import httpx
 import pytest
 
 from _servers import RunningServer, serve_in_thread
-from sse_channels.demo import DemoApp, user_channel
+from sse_channels.demo import BROADCAST, DemoApp, user_channel
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from playwright.sync_api import Browser, BrowserContext
+    from playwright.sync_api import Browser, BrowserContext, Page
 
     from sse_channels._types import Receive, Scope, Send
 
@@ -262,3 +263,82 @@ def test_no_session_gets_401_and_a_user_cannot_choose_another_users_channel(
     assert alice.page.evaluate("() => window.probe") == ["for alice"]
     assert alice.feed() == ["for alice"]
     assert stranger.errors == alice.errors == []
+
+
+# -- "online now": the presence of the broadcast channel ---------------------------------
+
+
+def online(page: Page) -> str:
+    return ",".join(page.locator("#online li").all_text_contents())
+
+
+def wait_online(page: Page, expected: str, timeout_ms: float = WAIT_MS) -> float:
+    """Wait until the page's "online now" list is ``expected``; the seconds it took."""
+    began = time.monotonic()
+    page.wait_for_function(
+        "(expected) => [...document.querySelectorAll('#online li')]"
+        ".map((item) => item.textContent).join(',') === expected",
+        arg=expected,
+        timeout=timeout_ms,
+    )
+    return time.monotonic() - began
+
+
+def members(demo: Demo) -> dict[str, list[object]]:
+    return demo.server.run(demo.app.presence.members, BROADCAST)
+
+
+def test_online_now_a_late_login_sees_who_is_online_already(browser: Browser, demo: Demo) -> None:
+    bob = Tab(browser, demo)
+    bob.log_in("bob")
+    carol = Tab(browser, demo)
+    carol.log_in("carol")
+    wait_online(bob.page, "bob,carol")
+    # Alice logs in later: her page's snapshot already lists the others.
+    alice = Tab(browser, demo)
+    alice.log_in("alice")
+    wait_online(alice.page, "alice,bob,carol")
+    assert alice.text("#online-count") == "3"
+    wait_online(bob.page, "alice,bob,carol")  # and the others see her join
+    wait_online(carol.page, "alice,bob,carol")
+    alice.screenshot("demo-online.png")
+    assert alice.errors == bob.errors == carol.errors == []
+
+
+def test_online_now_closing_the_last_tab_leaves_within_5_seconds(
+    browser: Browser, demo: Demo
+) -> None:
+    bob = Tab(browser, demo)
+    bob.log_in("bob")
+    alice = Tab(browser, demo)
+    alice.log_in("alice")
+    wait_online(bob.page, "alice,bob")
+    alice.page.close()  # her only tab: the browser drops the connection
+    took = wait_online(bob.page, "bob", timeout_ms=5_000)
+    assert took < 5
+    assert set(members(demo)) == {"bob"}
+    assert bob.errors == []
+
+
+def test_online_now_two_tabs_of_one_user_count_once(browser: Browser, demo: Demo) -> None:
+    alice = Tab(browser, demo)
+    alice.log_in("alice")
+    # A second tab of the same browser: the same cookie, so the same user.
+    second = alice.page.context.new_page()
+    second.goto(demo.url + "/")
+    second.wait_for_selector('#state[data-state="live"]')
+    bob = Tab(browser, demo)
+    bob.log_in("bob")
+    wait_online(bob.page, "alice,bob")
+    assert bob.text("#online-count") == "2"
+    wait_online(second, "alice,bob")
+    assert {m: len(tabs) for m, tabs in members(demo).items()} == {"alice": 2, "bob": 1}
+    joins = bob.page.evaluate("() => document.querySelectorAll('#online li').length")
+    assert joins == 2
+    alice.page.close()  # one of her two tabs: she is still online
+    time.sleep(1.5)
+    assert online(bob.page) == "alice,bob"
+    assert {m: len(tabs) for m, tabs in members(demo).items()} == {"alice": 1, "bob": 1}
+    second.close()  # the last one
+    wait_online(bob.page, "bob", timeout_ms=5_000)
+    assert bob.errors == []

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
+import _postgres
 import _redis
 from sse_channels import Event, SSEDecoder
 
@@ -32,6 +33,9 @@ pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="stops the demo 
 
 # A real Redis for the --redis test (skipped, saying why, only without redis-server).
 redis_server = _redis.redis_server
+# And a database of this run's own for the --postgres test.
+postgres_server = _postgres.postgres_server
+postgres_dsn = _postgres.postgres_dsn
 
 BANNER = re.compile(r"sse-channels demo \((?P<where>[^)]*)\): (?P<url>http://\S+)/")
 TIMEOUT = httpx.Timeout(10.0)
@@ -141,7 +145,12 @@ def test_demo_command_serves_the_page_streams_an_event_and_stops_on_ctrl_c() -> 
                 # here on can be missed.
                 assert response.status_code == 200
                 assert response.headers["content-type"].startswith("text/event-stream")
-                stream = browser_events(response)
+                # "Online now" (presence:broadcast) has events of its own: not these.
+                stream = (
+                    event
+                    for event in browser_events(response)
+                    if event.event not in ("snapshot", "join", "leave")
+                )
                 alice.post("/login", data={"user": "alice"}).raise_for_status()
                 sent = bob.post("/broadcast", data={"text": "hello"}).json()
 
@@ -181,6 +190,38 @@ def test_two_demo_processes_on_one_redis_share_one_feed(redis_server: _redis.Red
                 sent = alice.post("/broadcast", data={"text": f"from {url_two}"}).json()
                 texts = []
                 for event in browser_events(response):
+                    if event.event in ("snapshot", "join", "leave"):
+                        continue  # "online now", shared through Redis too
+                    texts.append(json.loads(event.data)["text"])
+                    if event.id == sent["id"]:
+                        break
+                assert "alice is online" in texts
+                assert texts[-1] == f"alice: from {url_two}"
+                assert two.stop(signal.SIGINT) == 0
+                assert one.stop(signal.SIGINT) == 0
+
+
+def test_two_demo_processes_on_one_postgres_share_one_feed(postgres_dsn: str) -> None:
+    with (
+        run_demo("--port", "0", "--postgres", postgres_dsn) as (one, url_one, where),
+        run_demo("--port", "0", "--postgres", postgres_dsn) as (two, url_two, _),
+    ):
+        assert where == "PostgreSQL, schema sse_demo"
+        with (
+            httpx.Client(base_url=url_one, timeout=TIMEOUT) as bob,
+            httpx.Client(base_url=url_two, timeout=TIMEOUT) as alice,
+        ):
+            bob.post("/login", data={"user": "bob"}).raise_for_status()
+            with bob.stream("GET", "/events") as response:
+                assert response.status_code == 200
+                # Alice is on the other process: her login and broadcast reach bob's
+                # stream through PostgreSQL.
+                alice.post("/login", data={"user": "alice"}).raise_for_status()
+                sent = alice.post("/broadcast", data={"text": f"from {url_two}"}).json()
+                texts = []
+                for event in browser_events(response):
+                    if event.event in ("snapshot", "join", "leave"):
+                        continue  # "online now" is checked by the presence tests
                     texts.append(json.loads(event.data)["text"])
                     if event.id == sent["id"]:
                         break
@@ -230,3 +271,4 @@ def test_sse_channels_console_script_runs_the_demo() -> None:
     assert result.returncode == 0
     assert result.stdout.startswith("usage: sse-channels demo")
     assert "--redis URL" in result.stdout
+    assert "--postgres DSN" in result.stdout

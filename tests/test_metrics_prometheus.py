@@ -201,3 +201,22 @@ async def test_the_channel_label_hook_failing_labels_it_error_and_streams_go_on(
         samples = parse(_exposition(registry))
     assert value(samples, "sse_channels_events_sent_total", channel_namespace="error") == 1
     await anyio.sleep(0)
+
+
+async def test_a_stream_ended_by_its_credential_expiry_counts_as_closed_expired() -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from sse_channels.asgi import EventStreamResponse
+    from sse_channels.testing import connect_sse
+
+    registry = CollectorRegistry()
+    async with ChannelStore(metrics=PrometheusMetrics(registry=registry)) as store:
+        expires = datetime.now(timezone.utc) + timedelta(seconds=0.1)
+        response = EventStreamResponse(store.subscribe("news"), heartbeat=None, expires=expires)
+        async with connect_sse(response) as stream:
+            await stream.wait_finished(timeout=2)
+    samples = parse(_exposition(registry))
+    closed = ("sse_channels_subscriptions_closed_total", (("reason", "expired"),))
+    assert samples[closed] == 1
+    assert value(samples, "sse_channels_stream_duration_seconds_count") == 1
+    assert value(samples, "sse_channels_streams_open") == 0

@@ -1,24 +1,30 @@
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import tracemalloc
 from typing import TYPE_CHECKING, Any
 
+import anyio
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sse_channels import (
     ChannelStore,
+    Event,
     InvalidMemberError,
     MemoryPresence,
     MetadataTooLargeError,
     Presence,
     PresenceBackend,
+    PresenceSession,
     PresenceView,
+    SlowConsumerError,
     StoreClosedError,
 )
+from sse_channels.testing import drain
 from sse_channels.testing.presence_contract import PresenceContract, PresenceFactory
 
 if TYPE_CHECKING:
@@ -230,3 +236,59 @@ def test_presence_view_ignores_other_events_and_reads_counts() -> None:
     assert view.apply("message", "hello") is False
     assert view.apply("count", '{"count":12}') is True
     assert view.count == 12
+
+
+# -- resume: whatever was missed, the rebuilt list is exact -------------------------------
+
+_OPS = st.lists(st.tuples(st.integers(0, 4), st.integers(0, 2), st.booleans()), max_size=25)
+
+
+@settings(max_examples=60, deadline=None)
+@given(before=_OPS, away=_OPS, history=st.integers(1, 8), resume_at=st.integers(0, 30))
+def test_presence_resumed_reader_rebuilds_the_exact_list(
+    before: list[tuple[int, int, bool]],
+    away: list[tuple[int, int, bool]],
+    history: int,
+    resume_at: int,
+) -> None:
+    """Members m0..m4 with up to three connections each come and go; a reader leaves at
+    some point, the rest happens while it is away (more than history may hold), and it
+    resumes from the last id it got: its list must equal the presence's."""
+
+    async def main() -> None:
+        store = ChannelStore(history=history)
+        async with store, Presence(store) as presence:
+            sessions: dict[tuple[int, int], PresenceSession] = {}
+
+            async def run(ops: list[tuple[int, int, bool]]) -> None:
+                for member, tab, join in ops:
+                    held = sessions.pop((member, tab), None)
+                    if held is not None:
+                        held.leave()
+                    if join:
+                        sessions[member, tab] = presence.join("room", f"m{member}", {"t": tab})
+                await presence.flush()
+
+            feed = store.subscribe("presence:room")
+            view = PresenceView()
+            await run(before)
+            events: list[Event] = await feed.receive_batch()  # the snapshot first
+            with contextlib.suppress(SlowConsumerError):  # fell behind: it resumes anyway
+                events += await drain(feed)
+            cut = min(resume_at, len(events))
+            got = events[: max(cut, 1)]
+            for event in got:
+                view.apply(event.event, event.data)
+            last_id = [e.id for e in got if e.id is not None][-1]
+            feed.close()
+            await run(away)
+            async with store.subscribe("presence:room", last_event_id=last_id) as again:
+                for event in await drain(again):
+                    view.apply(event.event, event.data)
+                # Whatever it got, a snapshot or the changes, the list is the presence's.
+                expected = await presence.members("room")
+                assert set(view.members) == set(expected)
+            for held in sessions.values():
+                held.leave()
+
+    anyio.run(main)

@@ -260,7 +260,7 @@ class PresenceSession:
     leaves when the block ends however it ends.
     """
 
-    __slots__ = ("_done", "_left", "_presence", "channels", "connection", "member")
+    __slots__ = ("_done", "_left", "_presence", "_registered", "channels", "connection", "member")
 
     def __init__(
         self, presence: Presence, channels: tuple[str, ...], member: str, connection: str
@@ -270,18 +270,24 @@ class PresenceSession:
         self.member = member
         self.connection = connection
         self._left = False
-        self._done = anyio.Event()  # set when the join has been applied (or given up on)
+        self._registered = False
+        self._done: anyio.Event | None = None  # made only for someone who waits
 
     @property
     def left(self) -> bool:
         return self._left
 
     def registered(self) -> None:
-        self._done.set()
+        self._registered = True
+        if self._done is not None:
+            self._done.set()
 
     async def wait_registered(self) -> None:
         """Wait until the join is registered with the backend (and announced)."""
-        await self._done.wait()
+        if not self._registered:
+            if self._done is None:
+                self._done = anyio.Event()
+            await self._done.wait()
 
     def leave(self) -> None:
         """Leave every channel of the session now (the backend is told in order)."""
@@ -291,7 +297,7 @@ class PresenceSession:
 
     async def __aenter__(self) -> Self:
         try:
-            await self._done.wait()
+            await self.wait_registered()
         except BaseException:
             self.leave()
             raise

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import threading
 import time
@@ -47,6 +48,8 @@ _LOOP_FINISHED = (
 
 _Listener = Callable[[Event], object]
 
+_log = logging.getLogger("sse_channels.store")
+
 
 @dataclass(frozen=True)
 class StoreStatistics:
@@ -86,9 +89,9 @@ class ChannelStore:
         serializer: turns non-``str`` data into text; default compact JSON.
         metrics: told what happens, for metrics: a
             [PrometheusMetrics][sse_channels.metrics.prometheus.PrometheusMetrics] or an
-            [OpenTelemetryMetrics][sse_channels.metrics.otel.OpenTelemetryMetrics]
-            (see [Metrics](../metrics.md)); ``None`` (the default): nothing is measured,
-            and no metrics module is imported.
+            [OpenTelemetryMetrics][sse_channels.metrics.otel.OpenTelemetryMetrics];
+            its subscriptions, their streams and the backend report to it too. ``None``
+            (the default): nothing is measured, and no metrics module is imported.
 
     Raises:
         ValueError: ``history`` below 1, ``history_ttl`` or ``max_lag`` not positive.
@@ -542,6 +545,13 @@ class ChannelStore:
             subscription.close("revoked")
             ended += 1
         self._counters.revoked += ended
+        _log.log(
+            logging.INFO if ended else logging.DEBUG,
+            "revoked %d subscription(s) (key=%r, channel=%r)",
+            ended,
+            key,
+            channel,
+        )
         return ended
 
     async def aclose(self) -> None:

@@ -10,6 +10,7 @@ matches later; ChannelRecorder reads through the same cursors); they are not exp
 from __future__ import annotations
 
 import asyncio
+import logging
 import warnings
 from operator import length_hint
 from typing import TYPE_CHECKING, Literal, Protocol, final
@@ -47,6 +48,8 @@ __all__ = [
 ]
 
 SlowConsumerPolicy = Literal["disconnect", "drop_oldest"]
+
+_log = logging.getLogger("sse_channels.store")  # a subscription is the store's reader
 
 # Why a subscription ended; ``None`` while it is open.
 CloseReason = Literal["closed", "store_closed", "revoked", "slow_consumer", "expired"]
@@ -453,6 +456,14 @@ class Subscription:
     def _disconnect(self) -> list[Event]:
         self._counters.slow_consumer_disconnects += 1
         self.close("slow_consumer")
+        _log.info(
+            "slow consumer disconnected: a subscriber of %s (key=%r) fell further behind "
+            "than %s; it may resume from %r",
+            self.channels,
+            self.key,
+            "its history" if self._max_lag is None else f"max_lag={self._max_lag}",
+            self._last_id,
+        )
         return []
 
     # -- waiting -----------------------------------------------------------------------

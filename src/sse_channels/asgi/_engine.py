@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import logging
 import math
 import time
 from typing import TYPE_CHECKING, Any, Final, final
@@ -57,6 +58,8 @@ _SSE_RAW_HEADERS: Final = tuple(raw_headers())
 
 # Lifecycle: not started, streaming, ended (the subscription is released).
 _NEW, _OPEN, _DONE = 0, 1, 2
+
+_log = logging.getLogger("sse_channels.asgi")
 
 
 @final
@@ -96,6 +99,7 @@ class EventStream:
 
     __slots__ = (
         "_cancel",
+        "_client",
         "_ends",
         "_error",
         "_farewell",
@@ -139,6 +143,8 @@ class EventStream:
                 self._farewell = expiry_chunk(options.retry)
         self._last_write = now = time.monotonic()
         self._ends = None if lifetime is None else now + lifetime
+        #: The scope's ``client`` (host, port), for the log (known when served).
+        self._client: tuple[str, int] | None = None
         self._sending_since: float | None = None
         self._waiting = False
         self._heartbeat: anyio.Event | None = None  # set while the watchdog writes one
@@ -187,6 +193,7 @@ class EventStream:
                 )
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             return
+        self._client = scope.get("client")  # formatted only if a line is logged
         self._open()
         supervisor = _Supervisor.of_current_task()
         try:
@@ -358,6 +365,12 @@ class EventStream:
             done.set()
 
     def _time_out(self) -> None:
+        _log.info(
+            "gave up on client %s: a write took longer than send_timeout (%s s); channels %s",
+            self._address(),
+            self.options.send_timeout,
+            self.subscription.channels,
+        )
         # Released now, even if the server shields its socket write from cancellation
         # (hypercorn does) and send() stays blocked.
         self.subscription.close()
@@ -463,6 +476,13 @@ class EventStream:
 
     def _open(self) -> None:
         self._state = _OPEN
+        if _log.isEnabledFor(logging.DEBUG):
+            _log.debug(
+                "stream opened: client %s, channels %s, last event id %r",
+                self._address(),
+                self.subscription.channels + list(self.subscription.patterns),
+                self.subscription.last_event_id,
+            )
         observer = self.options.observer
         if observer is not None:
             observer.opened(self.subscription)
@@ -490,6 +510,7 @@ class EventStream:
         if member is not None:
             member.leave()  # never blocks; the presence's worker tells the backend
         if self._state == _OPEN:
+            self._log_end()
             observer = self.options.observer
             if observer is not None:
                 observer.closed(self.subscription)
@@ -498,6 +519,27 @@ class EventStream:
                 metrics.closed(self.subscription)
         self._state = _DONE
         self._unwritten = None
+
+    def _address(self) -> str:
+        client = self._client
+        if not client:
+            return "(unknown)"
+        return f"{client[0]}:{client[1]}" if len(client) > 1 else str(client[0])
+
+    def _log_end(self) -> None:
+        if self.subscription.close_reason == "expired":
+            _log.info(
+                "stream ended: the credential behind it expired (client %s, channels %s)",
+                self._address(),
+                self.subscription.channels,
+            )
+        elif _log.isEnabledFor(logging.DEBUG):
+            _log.debug(
+                "stream closed: client %s, reason %s, last event id %r",
+                self._address(),
+                self.subscription.close_reason,
+                self.subscription.last_event_id,
+            )
 
     async def aclose(self) -> None:
         """Stop streaming and release the subscription; idempotent.

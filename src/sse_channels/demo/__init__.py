@@ -1,4 +1,5 @@
-"""A live demo of sse-channels: friends see each other come online, and a broadcast.
+"""A live demo of sse-channels: friends see each other come online, who is online now, and a
+broadcast.
 
 Run it with ``python -m sse_channels.demo`` (``pip install "sse-channels[demo]"`` brings
 uvicorn), or mount [DemoApp][sse_channels.demo.DemoApp] in any ASGI server. It is a
@@ -8,6 +9,6 @@ small raw ASGI app over a [ChannelStore][sse_channels.ChannelStore] and
 
 from __future__ import annotations
 
-from ._app import BROADCAST, FRIENDS, DemoApp, user_channel
+from ._app import BROADCAST, FRIENDS, ONLINE, DemoApp, user_channel
 
-__all__ = ["BROADCAST", "FRIENDS", "DemoApp", "user_channel"]
+__all__ = ["BROADCAST", "FRIENDS", "ONLINE", "DemoApp", "user_channel"]

@@ -24,11 +24,18 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=8000, help="port (0: any free port)")
-    parser.add_argument(
+    shared = parser.add_mutually_exclusive_group()
+    shared.add_argument(
         "--redis",
         metavar="URL",
         help="share channels through Redis (e.g. redis://localhost:6379/0), so demos on "
         "several ports show one feed",
+    )
+    shared.add_argument(
+        "--postgres",
+        metavar="DSN",
+        help="share channels through PostgreSQL (e.g. postgresql://localhost/app; tables in "
+        "the schema sse_demo), so demos on several ports show one feed",
     )
     parser.add_argument(
         "--log-level",
@@ -56,16 +63,35 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
         return 1
     port = sock.getsockname()[1]
     host = f"[{args.host}]" if ":" in args.host else args.host
-    if args.redis is None:
-        store = ChannelStore()
-        where = "in-memory store"
-    else:
-        from ..backends.redis import RedisBackend
+    presence = None
+    if args.redis is not None:
+        from ..backends.redis import RedisBackend, RedisPresence
 
         store = ChannelStore(RedisBackend(args.redis, prefix="sse-demo:"))
+        presence = RedisPresence(args.redis, prefix="sse-demo:presence:", ttl=10)
         where = f"Redis at {args.redis}"
+    elif args.postgres is not None:
+        try:
+            from ..backends.postgres import PostgresBackend
+        except ModuleNotFoundError as exc:
+            if exc.name != "psycopg":
+                raise
+            print("--postgres needs psycopg: pip install 'sse-channels[postgres]'", file=sys.stderr)
+            sock.close()
+            return 2
+        try:
+            backend = PostgresBackend(args.postgres, schema="sse_demo")
+        except (TypeError, ValueError) as exc:
+            print(f"--postgres: {exc}", file=sys.stderr)
+            sock.close()
+            return 2
+        store = ChannelStore(backend)
+        where = "PostgreSQL, schema sse_demo"  # not the DSN: it may hold a password
+    else:
+        store = ChannelStore()
+        where = "in-memory store"
     # Cookies ignore ports: a cookie name per port keeps two demos on one host apart.
-    app = DemoApp(store, cookie_name=f"sse_demo_{port}")
+    app = DemoApp(store, cookie_name=f"sse_demo_{port}", presence=presence)
     banner = f"sse-channels demo ({where}): http://{host}:{port}/"
     try:
         started = serve(app, sock, banner, log_level=args.log_level)

@@ -11,6 +11,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, final
 from urllib.parse import parse_qs
 
+from .._presence import PRESENCE_PREFIX, Presence, PresenceBackend
 from .._store import ChannelStore
 from ..asgi import SSEApp, close_on_signal
 from ..browser import module_app
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 
     from .._types import Receive, Scope, Send
 
-__all__ = ["BROADCAST", "FRIENDS", "DemoApp", "user_channel"]
+__all__ = ["BROADCAST", "FRIENDS", "ONLINE", "DemoApp", "user_channel"]
 
 #: The demo's users and their friends (friendship goes both ways).
 FRIENDS: Mapping[str, tuple[str, ...]] = MappingProxyType(
@@ -34,6 +35,8 @@ FRIENDS: Mapping[str, tuple[str, ...]] = MappingProxyType(
 
 #: The channel every logged-in user reads.
 BROADCAST = "broadcast"
+#: Who is online now: the presence of the broadcast channel (every stream joins it).
+ONLINE = PRESENCE_PREFIX + BROADCAST
 
 _MAX_BODY = 4096
 _MAX_TEXT = 280
@@ -77,9 +80,11 @@ class DemoApp:
     ``/sse-channels.js``, served by [module_app][sse_channels.browser.module_app]),
     ``GET /session``, ``POST /login`` (form field ``user``), ``POST /logout``,
     ``POST /broadcast`` (form field ``text``) and ``GET /events``, the event stream of the
-    logged-in user's own channel ``user:<name>`` plus ``broadcast``. The channel list comes
-    from the server-side session only, never from the request, so nobody can read another
-    user's channel.
+    logged-in user's own channel ``user:<name>``, ``broadcast`` and ``presence:broadcast``
+    ("online now": a snapshot, then joins and leaves). Each stream joins the presence of
+    its channels as its user (``presence=``): a user with several tabs counts once, and
+    leaves when the last tab closes. The channel list comes from the server-side session
+    only, never from the request, so nobody can read another user's channel.
 
     Args:
         store: the store to use; default a new in-memory one. The app closes it on
@@ -88,6 +93,8 @@ class DemoApp:
             host need different names).
         retry: the reconnection delay, in milliseconds, sent to browsers.
         heartbeat: seconds between keep-alive comments on a quiet stream.
+        presence: where "online now" is kept; default in this process's memory
+            (``RedisPresence`` shares it between demo processes).
     """
 
     def __init__(
@@ -97,8 +104,11 @@ class DemoApp:
         cookie_name: str = "sse_demo_session",
         retry: int = 1000,
         heartbeat: float = 15.0,
+        presence: PresenceBackend | None = None,
     ) -> None:
         self.store = store if store is not None else ChannelStore()
+        #: Who is online: every stream joins it as its user.
+        self.presence = Presence(self.store, presence)
         self.cookie_name = cookie_name
         self._sessions: dict[str, str] = {}
         self._online: Counter[str] = Counter()
@@ -115,6 +125,7 @@ class DemoApp:
             key=self.user,
             heartbeat=heartbeat,
             retry=retry,
+            presence=self.presence,
         )
 
     # -- sessions ----------------------------------------------------------------------
@@ -126,12 +137,12 @@ class DemoApp:
 
     def _channels(self, scope: Scope) -> list[str]:
         user = self.user(scope)
-        return [] if user is None else [user_channel(user), BROADCAST]
+        return [] if user is None else [user_channel(user), BROADCAST, ONLINE]
 
     def _authorize(self, scope: Scope, channels: Sequence[str]) -> bool:
         # Belt and braces: the channels already come from the session.
         user = self.user(scope)
-        return user is not None and set(channels) <= {user_channel(user), BROADCAST}
+        return user is not None and set(channels) <= {user_channel(user), BROADCAST, ONLINE}
 
     async def _announce(self, user: str, online: bool) -> None:
         text = f"{user} is {'online' if online else 'offline'}"
@@ -189,9 +200,13 @@ class DemoApp:
             if message["type"] == "lifespan.startup":
                 try:
                     await self._exit.enter_async_context(self.store)
+                    await self._exit.enter_async_context(self.presence)
                     # On Ctrl+C the server waits for open responses before the lifespan
-                    # shutdown; closing the store at the signal ends every stream at once.
-                    await self._exit.enter_async_context(close_on_signal(self.store))
+                    # shutdown; closing the store at the signal ends every stream at once
+                    # (the presence first, so that the leaves are sent).
+                    await self._exit.enter_async_context(
+                        close_on_signal(self.store, first=[self.presence])
+                    )
                 except Exception as exc:
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return

@@ -67,6 +67,10 @@ __all__ = ["PostgresBackend"]
 
 _log = logging.getLogger("sse_channels.postgres")
 
+#: Seconds the reader waits after a read that found events, before the next one.
+_LINGER = 0.005
+#: Rows one skim (nothing watched) passes at most.
+_SKIM_LIMIT = 100_000
 #: Rows one read takes at most.
 READ_LIMIT = 500
 #: First wait before reading again when events are held back by an open transaction.
@@ -186,6 +190,8 @@ class PostgresBackend:
         self._trim_seq = 0
         #: Per channel watched ahead of the reader: the key it was watched at.
         self._since: dict[str, int] = {}
+        #: Set when something is watched: wakes a reader that idles while nothing is.
+        self._activity = anyio.Event()
 
         self._link: Link | None = None
         self._sender: Sender | None = None
@@ -405,6 +411,7 @@ class PostgresBackend:
                 "store first (`async with store:` in your app's lifespan)"
             )
         self._watching.watch(channel)
+        self._activity.set()  # an idle reader starts reading rows again
         # Complete after the newest key known here, which may be above what the reader has
         # passed (this process's own sends): rows of the channel up to it are not handed
         # over live; a resume reads them from history, which waits until they are final.
@@ -431,7 +438,6 @@ class PostgresBackend:
                 if lost_at is not None and self._create:
                     # The tables may be gone with the server's data: make them anew.
                     await connection.execute(self._sql.ensure)
-                await connection.execute(f'LISTEN "{self._sql.doorbell}"')
                 if lost_at is not None:
                     _log.info("PostgreSQL reader connected again")
                     lost_at = None
@@ -441,10 +447,34 @@ class PostgresBackend:
                     first = False
                     task_status.started()
                 held_wait = _HELD_FIRST
+                listening = False
                 while True:
-                    full, held = await self._read_once(connection)
+                    if not self._watching.active:
+                        # Nothing to deliver: no doorbell (a listener that never reads
+                        # would hold back PostgreSQL's notification queue); follow the
+                        # log's end every poll_interval, or until something is watched.
+                        if listening:
+                            await connection.execute(f'UNLISTEN "{self._sql.doorbell}"')
+                            listening = False
+                        await self._follow_tail(connection)
+                        self._activity = anyio.Event()
+                        if not self._watching.active:
+                            with anyio.move_on_after(self._poll):
+                                await self._activity.wait()
+                        continue
+                    if not listening:
+                        # Listen first, then read: nothing committed after the read's
+                        # snapshot can ring unheard.
+                        await connection.execute(f'LISTEN "{self._sql.doorbell}"')
+                        listening = True
+                    events, full, held = await self._read_once(connection)
                     if full:
                         continue
+                    if events:
+                        # Events are flowing: let the next ones gather for a moment, so that
+                        # one read (and one wake-up of each subscriber) carries several.
+                        # The first event after a quiet spell is never held back.
+                        await anyio.sleep(_LINGER)
                     if held:
                         health.held_reads += 1
                         wait, held_wait = held_wait, min(held_wait * 2, _HELD_LONGEST)
@@ -474,8 +504,30 @@ class PostgresBackend:
         async for _ in connection.notifies(timeout=timeout, stop_after=1):
             pass
 
-    async def _read_once(self, connection: psycopg.AsyncConnection[Any]) -> tuple[bool, bool]:
-        """One read handed to the store; ``(it hit the limit, events are held back)``."""
+    async def _follow_tail(self, connection: psycopg.AsyncConnection[Any]) -> None:
+        """With nothing watched: move past the new final rows, only counting them per channel."""
+        txid, row_id = self._position
+        generation = self._epoch.generation
+        with anyio.fail_after(IO_TIMEOUT):
+            cursor = await connection.execute(self._sql.skim, (str(txid), row_id, _SKIM_LIMIT))
+            rows = await cursor.fetchall()
+        for kind, text, _ in rows:
+            if kind == 2:
+                self._adopt(str(text))
+        if generation != self._epoch.generation or self._watching.active:
+            return  # a new log (read it from its start), or watched meanwhile: read rows
+        for kind, text, number in rows:
+            if kind == 0:
+                self._watching.grew(str(text), int(number))
+            elif kind == 1 and text is not None:
+                txid_text, _, id_text = str(text).partition(".")
+                self._position = (int(txid_text), int(id_text))
+                self._epoch.saw(self._epoch.key(*self._position))
+            elif kind == 3:
+                self._trim_seq = max(self._trim_seq, int(number))
+
+    async def _read_once(self, connection: psycopg.AsyncConnection[Any]) -> tuple[int, bool, bool]:
+        """One read handed to the store; ``(events read, it hit the limit, held back)``."""
         generation = self._epoch.generation
         txid, row_id = self._position
         with anyio.fail_after(IO_TIMEOUT):
@@ -484,14 +536,14 @@ class PostgresBackend:
             )
             rows = await cursor.fetchall()
         if generation != self._epoch.generation:
-            return True, False  # a send found a new epoch meanwhile: read from its start
+            return 0, True, False  # a send found a new epoch meanwhile: read from its start
         held = False
         events = 0
         for row in rows:
             if row[0] == 3:
                 self._adopt(str(row[3]))
                 if generation != self._epoch.generation:
-                    return True, False  # the rows read were of the new log: read again
+                    return 0, True, False  # the rows read were of the new log: read again
         epoch, watching = self._epoch, self._watching
         label = epoch.label or ""
         before = self._position
@@ -500,7 +552,12 @@ class PostgresBackend:
             if kind == 1:
                 self._trim_seq = max(self._trim_seq, int(rest[3]))
                 trimmed = (int(txid_text), row_id)
-                if trimmed > before and watching.wants(channel):
+                ahead = self._since.get(channel)
+                if (
+                    trimmed > before
+                    and watching.wants(channel)
+                    and (ahead is None or epoch.key(*trimmed) > ahead)
+                ):
                     # Trimmed before this process read it: say so, then go on after it.
                     self._gap(channel, epoch.key(*trimmed))
             elif kind == 2:
@@ -534,7 +591,7 @@ class PostgresBackend:
             self._hand_over(channel, key, event)
         self._position = position
         epoch.saw(epoch.key(*position))
-        return events >= READ_LIMIT, held
+        return events, events >= READ_LIMIT, held
 
     def _gap(self, channel: str, key: int) -> None:
         self._health.gaps += 1

@@ -30,7 +30,8 @@ __all__ = ["CONNECT_TIMEOUT", "IO_TIMEOUT", "Link", "open_async", "open_sync", "
 
 #: Seconds a connection attempt may take.
 CONNECT_TIMEOUT = 5
-#: Seconds one statement may take before its connection counts as dead.
+#: Seconds one statement may take (``statement_timeout``), and about how long a dead
+#: connection takes to be noticed.
 IO_TIMEOUT = 15.0
 
 T = TypeVar("T")
@@ -52,7 +53,22 @@ def _params(application_name: str, role: str) -> dict[str, Any]:
         "autocommit": True,
         "application_name": f"{application_name}:{os.getpid()}:{role}"[:63],
         "connect_timeout": CONNECT_TIMEOUT,
+        # A dead peer or a cut network is noticed by the kernel within about IO_TIMEOUT
+        # (no reply to keepalives, or to data sent), without a timer per statement.
+        "keepalives": 1,
+        "keepalives_idle": 5,
+        "keepalives_interval": 2,
+        "keepalives_count": 3,
+        "tcp_user_timeout": int(IO_TIMEOUT * 1000),
     }
+
+
+def _settings(synchronous_commit: bool) -> str:
+    """What every connection of the backend sets once, in one round trip."""
+    setting = f"SET statement_timeout = {int(IO_TIMEOUT * 1000)}"
+    if not synchronous_commit:
+        setting += "; SET synchronous_commit = off"
+    return setting
 
 
 async def open_async(
@@ -61,13 +77,12 @@ async def open_async(
     """A new autocommit connection (``synchronous_commit`` off unless asked for)."""
     with anyio.fail_after(CONNECT_TIMEOUT + 1):
         connection = await psycopg.AsyncConnection.connect(dsn, **_params(application_name, role))
-    if not synchronous_commit:
-        try:
-            await connection.execute("SET synchronous_commit = off")
-        except BaseException:
-            with anyio.CancelScope(shield=True):
-                await connection.close()
-            raise
+    try:
+        await connection.execute(_settings(synchronous_commit).encode())
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            await connection.close()
+        raise
     return connection
 
 
@@ -76,12 +91,11 @@ def open_sync(
 ) -> psycopg.Connection[Any]:
     """The sync counterpart of ``open_async`` (for sends from threads)."""
     connection = psycopg.Connection.connect(dsn, **_params(application_name, role))
-    if not synchronous_commit:
-        try:
-            connection.execute("SET synchronous_commit = off")
-        except BaseException:
-            connection.close()
-            raise
+    try:
+        connection.execute(_settings(synchronous_commit).encode())
+    except BaseException:
+        connection.close()
+        raise
     return connection
 
 
@@ -109,19 +123,20 @@ class Link:
         self.connected = False
 
     async def run(self, call: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]]) -> T:
-        """``await call(connection)`` on the shared connection, within ``IO_TIMEOUT``.
+        """``await call(connection)`` on the shared connection.
+
+        Statements end within ``IO_TIMEOUT`` (``statement_timeout`` on the server, TCP
+        keepalives and ``tcp_user_timeout`` for a dead peer), so no timer runs per call.
 
         Raises:
             psycopg.Error: the connection failed or the statement did; after a connection
                 failure the connection is dropped (the next call opens another).
-            TimeoutError: no answer within ``IO_TIMEOUT``; the connection is dropped.
 
         Cancelling it drops the connection if a statement was under way.
         """
         connection = await self._connect()
         try:
-            with anyio.fail_after(IO_TIMEOUT):
-                result = await call(connection)
+            result = await call(connection)
         except psycopg.OperationalError:
             self.connected = False
             await self._drop(connection)

@@ -94,7 +94,8 @@ def send_in(
 
     Args:
         connection: a psycopg 3 ``Connection`` or a Django ``connection``.
-        channel, data, event, id, retry: as for ``ChannelStore.send``.
+        channel: as for ``ChannelStore.send``, and so are ``data``, ``event``, ``id``
+            and ``retry``.
         schema: the backend's schema.
 
     Returns:

@@ -82,6 +82,7 @@ CREATE TABLE IF NOT EXISTS {s}.trims (
     id bigint NOT NULL,
     seq bigint NOT NULL
 );
+CREATE INDEX IF NOT EXISTS trims_by_seq ON {s}.trims (seq);
 CREATE SEQUENCE IF NOT EXISTS {s}.trim_seq;
 CREATE TABLE IF NOT EXISTS {s}.meta (
     name text PRIMARY KEY,
@@ -105,8 +106,10 @@ class Sql:
         "history",
         "insert_many",
         "insert_one",
+        "insert_single",
         "read",
         "schema",
+        "skim",
         "tail",
         "trim_age",
         "trim_count",
@@ -134,6 +137,14 @@ WITH ins AS (
     RETURNING txid, id
 )
 {returning}"""
+        #: One send of the backend's own: channel, data, event, retry, event_id, token.
+        self.insert_single = f"""\
+WITH ins AS (
+    INSERT INTO {s}.events (channel, data, event, retry, event_id, token)
+    VALUES (%s, %s, %s, %s, %s, %s)
+    RETURNING txid, id
+)
+{returning}"""
         #: The backend's own sends, batched: arrays of each column, and the batch's token.
         self.insert_many = f"""\
 WITH ins AS (
@@ -155,6 +166,22 @@ SELECT (SELECT value FROM {s}.meta WHERE name = 'epoch'),
        (SELECT txid::text || '.' || id FROM {s}.events
          WHERE txid < {_XMIN} ORDER BY txid DESC, id DESC LIMIT 1),
        (SELECT coalesce(max(seq), 0) FROM {s}.trims)"""
+        #: With nothing watched: how many final rows each channel got after the position
+        #: (for trimming), and the newest of them (kind 0: a channel's count, 1: the
+        #: newest position, 2: the epoch label, 3: the newest trim's seq).
+        self.skim = f"""\
+WITH new AS (
+    SELECT txid, id, channel FROM {s}.events
+    WHERE (txid, id) > (%s::xid8, %s) AND txid < {_XMIN}
+    ORDER BY txid, id LIMIT %s
+)
+SELECT 0, channel, count(*) FROM new GROUP BY channel
+UNION ALL
+SELECT 1, (SELECT txid::text || '.' || id FROM new ORDER BY txid DESC, id DESC LIMIT 1), 0
+UNION ALL
+SELECT 2, value, 0 FROM {s}.meta WHERE name = 'epoch'
+UNION ALL
+SELECT 3, NULL, coalesce(max(seq), 0) FROM {s}.trims"""
         #: One read, in one snapshot: kind 0 = final events after the position (at most
         #: the limit), 1 = trims newer than the seq, 2 = committed rows held back by an
         #: older transaction still running, 3 = the epoch label.

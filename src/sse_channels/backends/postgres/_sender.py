@@ -1,9 +1,10 @@
 """The backend's own sends: concurrent sends batched into one statement, and retried safely.
 
-A writer task takes every send queued since its last statement and stores them with one
-multi-row ``INSERT`` that also rings the doorbell (``pg_notify``), in autocommit: one
-round trip and one commit for the whole batch, which is what makes the backend's sends
-fast (a commit, and its ``NOTIFY``, cost more than the rows). While one batch is in
+A send that finds nothing in flight writes its own statement at once. Sends that come
+while a statement is under way queue; a writer task then stores everything queued with
+one multi-row ``INSERT`` that also rings the doorbell (``pg_notify``), in autocommit: one
+round trip and one commit for the whole batch, which is what makes concurrent sends
+cheap (a commit, and its ``NOTIFY``, cost more than the rows). While one batch is in
 flight the next one gathers. Without a task group (a store used without ``async with``)
 each send writes its own statement.
 
@@ -109,7 +110,8 @@ class Sender:
         self._retry_for = retry_for
         self._queue: list[Pending] = []
         self._wake: anyio.Event | None = None
-        self._writing = False
+        #: A statement is under way (a direct send's, or the writer task's).
+        self._busy = False
 
     async def send(self, columns: Columns) -> Stored:
         """Store one event; its ``(label, txid, id)``.
@@ -120,12 +122,21 @@ class Sender:
 
         Cancelling it may or may not have stored the event.
         """
-        if self._wake is None:  # no writer task: write it alone
-            (stored,) = await self._write([columns])
+        if self._wake is None or not (self._busy or self._queue):
+            # Nothing in flight (or no writer task): write it now, alone. Sends that come
+            # while it is under way queue for the writer task, which batches them.
+            self._busy = True
+            try:
+                (stored,) = await self._write([columns])
+            finally:
+                self._busy = False
+                if self._queue and self._wake is not None:
+                    self._wake.set()
             return stored
         item = Pending(columns)
         self._queue.append(item)
-        self._wake.set()
+        if not self._busy:
+            self._wake.set()
         await item.done.wait()
         if item.error is not None:
             raise item.error
@@ -140,8 +151,9 @@ class Sender:
             while True:
                 await self._wake.wait()
                 self._wake = anyio.Event()
-                while self._queue:
+                while self._queue and not self._busy:
                     batch = self._take()
+                    self._busy = True
                     try:
                         stored = await self._write([item.columns for item in batch])
                     except BackendError as exc:
@@ -149,6 +161,8 @@ class Sender:
                             item.error = exc
                             item.done.set()
                         continue
+                    finally:
+                        self._busy = False
                     for item, answer in zip(batch, stored, strict=True):
                         item.stored = answer
                         item.done.set()
@@ -172,14 +186,17 @@ class Sender:
 
     async def _write(self, rows: list[Columns]) -> list[Stored]:
         token = secrets.token_hex(8)
-        params = batch_params(token, rows)
+        sql = self._sql
+        if len(rows) == 1:  # most sends: scalar parameters cost less to adapt than arrays
+            statement, params = sql.insert_single, (*rows[0], token)
+        else:
+            statement, params = sql.insert_many, batch_params(token, rows)
         after = self._after()
         deadline = time.monotonic() + self._retry_for
         attempt = 0
-        sql = self._sql
 
         async def insert(connection: psycopg.AsyncConnection[Any]) -> list[Any]:
-            cursor = await connection.execute(sql.insert_many, params)
+            cursor = await connection.execute(statement, params)
             return await cursor.fetchall()
 
         async def lookup(connection: psycopg.AsyncConnection[Any]) -> list[Any]:

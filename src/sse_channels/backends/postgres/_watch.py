@@ -34,6 +34,11 @@ class Watching:
         self._grown: dict[str, int] = {}
 
     @property
+    def active(self) -> bool:
+        """Whether anything is watched here (else the reader need not read rows)."""
+        return bool(self._names or self._patterns)
+
+    @property
     def channels(self) -> int:
         return len(self._names)
 
@@ -70,9 +75,9 @@ class Watching:
         """The channels whose subscribers a lost log concerns: named ones and matched ones."""
         return sorted(self._names | {c for c in self._matched if self.wants(c)})
 
-    def grew(self, channel: str) -> None:
-        """One more row of ``channel`` was read."""
-        self._grown[channel] = self._grown.get(channel, 0) + 1
+    def grew(self, channel: str, rows: int = 1) -> None:
+        """``rows`` more rows of ``channel`` were read."""
+        self._grown[channel] = self._grown.get(channel, 0) + rows
 
     def to_trim(self, threshold: int) -> list[str]:
         """The channels that grew by ``threshold`` rows or more; their counts start over."""
