@@ -88,7 +88,7 @@ def http_apps() -> Any:
 # -- the server ----------------------------------------------------------------------------
 
 
-def serve(name: str, fd: int, freeze: bool) -> None:
+def serve(name: str, fd: int, freeze: bool, threshold: list[int]) -> None:
     import gc
 
     import uvicorn
@@ -126,6 +126,8 @@ def serve(name: str, fd: int, freeze: bool) -> None:
 
     if freeze:
         gc.freeze()  # what is alive now (modules, the app) is never scanned again
+    if threshold:
+        gc.set_threshold(*threshold)
     sock = socket.socket(fileno=fd)
     config = uvicorn.Config(
         app, log_level="warning", access_log=False, backlog=4096, lifespan="auto"
@@ -298,7 +300,7 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def run_one(name: str, k: int, m: int, freeze: bool) -> Result:
+def run_one(name: str, k: int, m: int, freeze: bool, threshold: list[int]) -> Result:
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind((HOST, 0))
@@ -312,6 +314,7 @@ def run_one(name: str, k: int, m: int, freeze: bool) -> Result:
             name,
             str(listener.fileno()),
             "freeze" if freeze else "",
+            ",".join(map(str, threshold)),
         ],
         pass_fds=[listener.fileno()],
     )
@@ -387,7 +390,8 @@ def version(package: str) -> str:
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--serve":
-        serve(sys.argv[2], int(sys.argv[3]), sys.argv[4] == "freeze")
+        threshold = [int(n) for n in sys.argv[5].split(",") if n]
+        serve(sys.argv[2], int(sys.argv[3]), sys.argv[4] == "freeze", threshold)
         return
     if len(sys.argv) > 1 and sys.argv[1] == "--drive":
         drive(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
@@ -398,6 +402,14 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", choices=CONTENDERS, default=CONTENDERS)
     parser.add_argument(
         "--freeze", action="store_true", help="gc.freeze() in every server after start-up"
+    )
+    parser.add_argument(
+        "--gc-threshold",
+        type=int,
+        nargs=3,
+        default=[],
+        metavar=("G0", "G1", "G2"),
+        help="gc.set_threshold() in every server (Python's default: 700 10 10)",
     )
     parser.add_argument("--quick", action="store_true", help="200 connections, 3 broadcasts")
     args = parser.parse_args()
@@ -420,13 +432,14 @@ def main() -> None:
         f"httptools {version('httptools')}; sse-channels {version('sse-channels')}, "
         f"sse-starlette {version('sse-starlette')}, broadcaster {version('broadcaster')}, "
         f"litestar {version('litestar')}. RLIMIT_NOFILE {limit}; M = {args.broadcasts} "
-        f"broadcasts{'; gc.freeze() after start-up' if args.freeze else ''}."
+        f"broadcasts{'; gc.freeze() after start-up' if args.freeze else ''}"
+        f"{f'; gc.set_threshold{tuple(args.gc_threshold)}' if args.gc_threshold else ''}."
     )
     for k in args.connections:
         results = []
         for name in contenders:
             print(f"... {name}, {k} connections", file=sys.stderr, flush=True)
-            results.append(run_one(name, k, args.broadcasts, args.freeze))
+            results.append(run_one(name, k, args.broadcasts, args.freeze, args.gc_threshold))
         print(f"\n### {k:,} connections\n")
         print(
             "| contender | RSS per connection | after the broadcasts | p50 | p99 | max "
