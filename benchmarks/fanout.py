@@ -141,6 +141,9 @@ class Outcome:
     elapsed: float = 0.0
     #: Seconds the publisher spent inside its own send calls (the yields not counted).
     publisher: float = 0.0
+    #: CPU seconds of this process over ``elapsed``: steadier than ``elapsed`` when other
+    #: work shares the machine (time spent descheduled is not counted).
+    cpu: float = 0.0
     #: Bytes traced per idle subscriber (memory-only plans).
     per_subscriber: float = 0.0
     failure: str | None = None
@@ -383,11 +386,12 @@ async def drive(
             tracemalloc.stop()
             tracing = False
             return outcome
-        began = time.perf_counter()
+        began, cpu = time.perf_counter(), time.process_time()
         outcome.publisher = await publish()
         with contextlib.suppress(asyncio.TimeoutError):  # a failure, reported below
             await asyncio.wait_for(trial.all_done.wait(), plan.timeout)
         outcome.elapsed = time.perf_counter() - began
+        outcome.cpu = time.process_time() - cpu
     finally:
         if tracing:
             tracemalloc.stop()
@@ -526,6 +530,7 @@ def measure(libraries: list[Library], args: argparse.Namespace) -> Results:
                 results.add(scenario, library.key, deliveries / outcome.elapsed)
                 results.add(scenario + "_publisher", library.key, outcome.publisher)
                 results.add(scenario + "_elapsed", library.key, outcome.elapsed)
+                results.add(scenario + "_cpu", library.key, outcome.cpu / deliveries)
         print(f"round {r + 1}/{args.rounds} done", file=sys.stderr, flush=True)
     return results
 
@@ -725,6 +730,9 @@ FIGURES = [
     ("idle_few_elapsed", "3. all delivered ms, few subscribers", "ms", 1e3, "lower"),
     ("idle_many_elapsed", "3. all delivered ms, many subscribers", "ms", 1e3, "lower"),
     ("memory", "4. KiB per idle subscriber", "KiB", 1 / 1024, "lower"),
+    ("yield_cpu", "1. CPU µs per delivery", "µs", 1e6, "lower"),
+    ("burst_cpu", "2. CPU µs per delivery", "µs", 1e6, "lower"),
+    ("idle_many_cpu", "3. CPU µs per delivery, many subscribers", "µs", 1e6, "lower"),
 ]
 #: Short, version-free row names for ``--json`` (the same on every commit).
 JSON_NAMES = {
@@ -741,7 +749,7 @@ def figures(libraries: list[Library], results: Results) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for library in libraries:
         for key, label, unit, scale, better in FIGURES:
-            scenario = key.removesuffix("_publisher").removesuffix("_elapsed")
+            scenario = key.removesuffix("_publisher").removesuffix("_elapsed").removesuffix("_cpu")
             error = results.failures.get(scenario, {}).get(library.key)
             med = None if error else results.median(key, library.key)
             out.append(

@@ -129,7 +129,7 @@ def test_the_fanout_script_emits_figures_that_compare_reads() -> None:
     command = [sys.executable, str(script), "--quick", "--json", "--only", "ours"]
     done = subprocess.run(command, capture_output=True, text=True, check=True, timeout=120)
     figures = parse_run(done.stdout)
-    assert len(figures) == 7
+    assert len(figures) == 10
     assert all(f["ours"] and f["error"] is None and f["value"] > 0 for f in figures)
     assert {f["better"] for f in figures} == {"higher", "lower"}
 
