@@ -94,7 +94,36 @@ def serve(name: str, fd: int, freeze: bool) -> None:
     import uvicorn
 
     raise_nofile()
-    app = http_apps().APPS[name]()
+    inner = http_apps().APPS[name]()
+    # The garbage collector's passes, timed: full passes over every connection's objects
+    # are what stretches a broadcast's tail. ``GET /gc`` answers [passes, seconds] per
+    # generation; everything else goes to the contender's app.
+    passes = [[0, 0.0] for _ in range(3)]
+    began = [0.0]
+
+    def timed(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            began[0] = time.perf_counter()
+        else:
+            passes[info["generation"]][0] += 1
+            passes[info["generation"]][1] += time.perf_counter() - began[0]
+
+    gc.callbacks.append(timed)
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"] == "/gc":
+            text = json.dumps(passes)
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [(b"content-length", b"%d" % len(text))],
+                }
+            )
+            await send({"type": "http.response.body", "body": text.encode()})
+            return
+        await inner(scope, receive, send)
+
     if freeze:
         gc.freeze()  # what is alive now (modules, the app) is never scanned again
     sock = socket.socket(fileno=fd)
@@ -238,6 +267,7 @@ class Result:
     rss_before: int
     rss_idle: int
     rss_after: int
+    gc_passes: list[list[float]]
     connected: float
     latencies: list[float]
     server_cpu: float
@@ -311,10 +341,13 @@ def run_one(name: str, k: int, m: int, freeze: bool) -> Result:
         time.sleep(1.0)
         idle = rss(server.pid)
         cpu = cpu_seconds(server.pid)
+        gc_before = json.loads(request(port, "GET", "/gc"))
         driver.stdin.write("go\n")
         driver.stdin.flush()
         report = json.loads(driver.stdout.readline())
         server_cpu = cpu_seconds(server.pid) - cpu
+        gc_after = json.loads(request(port, "GET", "/gc"))
+        gc_passes = [[a[0] - b[0], a[1] - b[1]] for a, b in zip(gc_after, gc_before, strict=True)]
         after = rss(server.pid)
         driver.stdin.write("done\n")
         driver.stdin.flush()
@@ -325,6 +358,7 @@ def run_one(name: str, k: int, m: int, freeze: bool) -> Result:
             before,
             idle,
             after,
+            gc_passes,
             connected,
             report["latencies"],
             server_cpu,
@@ -396,9 +430,9 @@ def main() -> None:
         print(f"\n### {k:,} connections\n")
         print(
             "| contender | RSS per connection | after the broadcasts | p50 | p99 | max "
-            "| server CPU per broadcast | accepting K | complete |"
+            "| server CPU per broadcast | full GC passes | accepting K | complete |"
         )
-        print("|---|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|---|")
         for r in results:
             complete = "yes" if not r.lost and not r.wrong else f"NO: {r.lost} lost"
             print(
@@ -406,7 +440,9 @@ def main() -> None:
                 f"| {r.per_connection(r.rss_after):.1f} KiB "
                 f"| {r.quantile(0.5) * 1000:,.0f} ms | {r.quantile(0.99) * 1000:,.0f} ms "
                 f"| {max(r.latencies, default=float('nan')) * 1000:,.0f} ms "
-                f"| {r.server_cpu / r.m * 1000:,.0f} ms | {r.connected:.1f} s | {complete} |"
+                f"| {r.server_cpu / r.m * 1000:,.0f} ms "
+                f"| {r.gc_passes[2][0]:.0f}, {r.gc_passes[2][1] * 1000:,.0f} ms "
+                f"| {r.connected:.1f} s | {complete} |"
             )
         sys.stdout.flush()
 

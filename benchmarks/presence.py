@@ -23,12 +23,14 @@ subscribers read ``presence:room``. K more members join, then leave, one
 presence's worker needs to apply and announce the K changes (from the first call to
 ``flush()`` returning), divided by K. Rows: ``MemoryPresence``; ``RedisPresence`` (on a
 private ``redis-server`` unless ``--redis`` names one; each change is one Lua script and
-one Redis send); and, as the baseline no diff is needed for, a hand-written presence that
-sends the whole member list as the new state on every change (``store.set``), which is what
-a page that only shows "who is online" could do without diffs.
+one Redis send); ``PostgresPresence`` with ``--postgres DSN`` (its store on
+``PostgresBackend`` too; each change is one statement and one send); and, as the
+baseline, a hand-written presence that sends the whole member list as the new state on
+every change (``store.set``), which is what a page that only shows "who is online" could
+do without diffs.
 
 Targets: a connect costs at most 20% more with presence; a join or leave in the 10,000
-member room takes under 1 ms of publisher time (MemoryPresence and RedisPresence).
+member room takes under 1 ms of publisher time (every presence backend measured).
 Results go to stdout; nothing is written. Exits with status 1 if a target fails.
 """
 
@@ -128,6 +130,69 @@ async def connect_round(n: int, with_presence: bool) -> tuple[float, float]:
     return connected / n, disconnected / n
 
 
+async def http_connect_round(n: int, with_presence: bool) -> tuple[float, float]:
+    """Seconds per connect and per disconnect for ``n`` clients over loopback to uvicorn.
+
+    uvicorn runs in this event loop, the clients too (one thread, as on one core): the
+    figure is the whole stack per connect, HTTP parsing and sockets included.
+    """
+    import uvicorn
+
+    store = ChannelStore()
+    presence = Presence(store)
+    async with AsyncExitStack() as stack:
+        await stack.enter_async_context(store)
+        options: dict[str, Any] = {"heartbeat": None, "send_timeout": None}
+        if with_presence:
+            await stack.enter_async_context(presence)
+            options["presence"] = presence
+            watcher = store.subscribe("presence:room")
+            stack.callback(watcher.close)
+        app = SSEApp(store, "room", key=_user_of, **options)
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(4096)
+        port = sock.getsockname()[1]
+        config = uvicorn.Config(app, lifespan="off", log_level="warning", backlog=4096)
+        server = uvicorn.Server(config)
+        serving = asyncio.create_task(server.serve(sockets=[sock]))
+        while not server.started:
+            await asyncio.sleep(0.01)
+
+        async def client(user: int) -> asyncio.StreamWriter:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(f"GET / HTTP/1.1\r\nhost: x\r\nx-user: user-{user}\r\n\r\n".encode())
+            head = b""
+            while b": ok" not in head:
+                chunk = await reader.read(4096)
+                assert chunk, "the server closed the stream"
+                head += chunk
+            return writer
+
+        began = time.perf_counter()
+        writers: list[asyncio.StreamWriter] = []
+        for start in range(0, n, 100):  # 100 at a time: no listen-queue overflow
+            writers += await asyncio.gather(*(client(i) for i in range(start, start + 100)))
+        if with_presence:
+            await presence.flush()
+            assert await presence.count("room") == n
+        connected = time.perf_counter() - began
+        began = time.perf_counter()
+        for writer in writers:
+            writer.close()
+        live = 1 if with_presence else 0
+        while store.statistics().subscribers > live:
+            await asyncio.sleep(0.001)
+        if with_presence:
+            await presence.flush()
+            assert await presence.count("room") == 0
+        disconnected = time.perf_counter() - began
+        server.should_exit = True
+        await serving
+        sock.close()
+    return connected / n, disconnected / n
+
+
 # -- join and leave in a big room ------------------------------------------------------------
 
 
@@ -150,7 +215,12 @@ class WholeListPresence:
 
 
 async def room_round(
-    kind: str, room: int, ops: int, subscribers: int, redis_url: str | None
+    kind: str,
+    room: int,
+    ops: int,
+    subscribers: int,
+    redis_url: str | None,
+    postgres_dsn: str | None = None,
 ) -> float:
     """Publisher seconds per join or leave in a room of ``room`` members."""
     if kind == "whole list":
@@ -170,7 +240,13 @@ async def room_round(
                 reader.close()
         return took / (2 * ops)
     backend: PresenceBackend | None = None
-    store_backend = None
+    store_backend: Any = None
+    if kind == "PostgresPresence":
+        assert postgres_dsn is not None
+        from sse_channels.backends.postgres import PostgresBackend, PostgresPresence
+
+        store_backend = PostgresBackend(postgres_dsn, schema=POSTGRES_SCHEMA)
+        backend = PostgresPresence(postgres_dsn, schema=POSTGRES_SCHEMA, ttl=60)
     if kind == "RedisPresence":
         assert redis_url is not None
         import secrets
@@ -203,6 +279,10 @@ async def room_round(
             for reader in readers:
                 reader.close()
     return took / (2 * ops)
+
+
+#: The schema the PostgresPresence rows use (dropped at the end).
+POSTGRES_SCHEMA = "bench_presence"
 
 
 # -- running ---------------------------------------------------------------------------------
@@ -249,18 +329,31 @@ async def _timed(trial: Callable[[], Awaitable[float]]) -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n", 1)[0])
     parser.add_argument("--connections", type=int, default=2000)
+    parser.add_argument("--http-connections", type=int, default=1000)
     parser.add_argument("--room", type=int, default=10_000)
     parser.add_argument("--ops", type=int, default=1000)
     parser.add_argument("--subscribers", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--redis", help="a Redis URL (default: a private redis-server)")
     parser.add_argument("--no-redis", action="store_true", help="skip the RedisPresence row")
+    parser.add_argument(
+        "--postgres",
+        metavar="DSN",
+        help="add a PostgresPresence row on this database (schema bench_presence, dropped)",
+    )
     args = parser.parse_args()
     print(f"Python {platform.python_version()} on {platform.machine()}, asyncio")
 
     n = args.connections
+    http: list[list[tuple[float, float]]] = [[], []]
+    for flag in (False, True):  # warm-up, not counted
+        asyncio.run(http_connect_round(args.http_connections, flag))
+    for r in range(args.rounds):
+        for flag in (False, True) if r % 2 == 0 else (True, False):
+            gc.collect()
+            http[flag].append(asyncio.run(http_connect_round(args.http_connections, flag)))
     connect: list[list[tuple[float, float]]] = [[], []]
     for flag in (False, True):  # warm-up, not counted
         asyncio.run(connect_round(n, flag))
@@ -282,6 +375,21 @@ def main() -> int:
         ratio = per_connect / rows[0][1]
         print(f"| {label} | {per_connect * 1e6:.1f} | {per_leave * 1e6:.1f} | {ratio:.2f}x |")
     connect_ratio = rows[1][1] / rows[0][1]
+    http_rows = []
+    for flag, label in ((False, "without presence"), (True, "with presence=")):
+        per_connect = statistics.median(c for c, _ in http[flag])
+        per_leave = statistics.median(d for _, d in http[flag])
+        http_rows.append((label, per_connect, per_leave))
+    print(
+        f"\n### Connect over HTTP: {args.http_connections:,} clients to uvicorn on loopback "
+        f"(one event loop), median of {args.rounds}\n"
+    )
+    print("| | µs per connect | µs per disconnect | connect vs without |")
+    print("|---|---:|---:|---:|")
+    for label, per_connect, per_leave in http_rows:
+        ratio = per_connect / http_rows[0][1]
+        print(f"| {label} | {per_connect * 1e6:.1f} | {per_leave * 1e6:.1f} | {ratio:.2f}x |")
+    http_ratio = http_rows[1][1] / http_rows[0][1]
 
     redis_url = args.redis
     process = directory = None
@@ -293,10 +401,14 @@ def main() -> int:
     kinds = ["MemoryPresence"]
     if redis_url is not None:
         kinds.append("RedisPresence")
+    if args.postgres is not None:
+        kinds.append("PostgresPresence")
     kinds.append("whole list")
     try:
         trials: list[Callable[[], Awaitable[float]]] = [
-            partial(room_round, kind, args.room, args.ops, args.subscribers, redis_url)
+            partial(
+                room_round, kind, args.room, args.ops, args.subscribers, redis_url, args.postgres
+            )
             for kind in kinds
         ]
         medians = _median(trials, args.rounds)
@@ -306,6 +418,11 @@ def main() -> int:
             process.wait()
         if directory is not None:
             directory.cleanup()
+        if args.postgres is not None:
+            import psycopg
+
+            with psycopg.connect(args.postgres, autocommit=True) as admin:
+                admin.execute(f"DROP SCHEMA IF EXISTS {POSTGRES_SCHEMA} CASCADE")
     print(
         f"\n### Join and leave: {args.ops:,} joins then leaves in a room of {args.room:,}, "
         f"{args.subscribers:,} subscribers of presence:room, median of {args.rounds}\n"
@@ -316,9 +433,11 @@ def main() -> int:
         print(f"| {kind} | {value * 1e6:.1f} |")
 
     failed = False
-    verdict = "PASS" if connect_ratio <= 1.2 else "FAIL"
-    failed |= verdict == "FAIL"
-    print(f"\n{verdict}: a connect with presence costs {connect_ratio:.2f}x (target <= 1.20x)")
+    print()
+    for where, ratio in (("over HTTP", http_ratio), ("in-process", connect_ratio)):
+        verdict = "PASS" if ratio <= 1.2 else "FAIL"
+        failed |= verdict == "FAIL"
+        print(f"{verdict}: a connect {where} with presence costs {ratio:.2f}x (target <= 1.20x)")
     for kind, value in zip(kinds, medians, strict=True):
         if kind == "whole list":
             continue

@@ -1,4 +1,4 @@
-"""A Redis-backed app with presence: ``uvicorn --factory _presence_app:make_app``.
+"""An app with presence on Redis or PostgreSQL: ``uvicorn --factory _presence_app:make_app``.
 
 - ``GET /events?channel=a,b&user=alice``: the event stream; a stream with ``user`` joins
   the presence of its channels as that member (``presence=`` on ``SSEApp``);
@@ -16,22 +16,30 @@ import os
 from typing import Any
 from urllib.parse import parse_qs
 
-#: Environment: the Redis URL, key prefix and presence ttl the processes share.
-URL_ENV = "SSE_CHANNELS_TEST_PRESENCE_REDIS_URL"
+#: Environment: the Redis URL or PostgreSQL DSN, the key prefix (Redis) or schema
+#: (PostgreSQL), and the presence ttl the processes share.
+URL_ENV = "SSE_CHANNELS_TEST_PRESENCE_URL"
 PREFIX_ENV = "SSE_CHANNELS_TEST_PRESENCE_PREFIX"
 TTL_ENV = "SSE_CHANNELS_TEST_PRESENCE_TTL"
 
 
 def make_app() -> Any:
-    from sse_channels import ChannelStore, Presence
+    from sse_channels import ChannelStore, Presence, PresenceBackend
     from sse_channels.asgi import SSEApp
-    from sse_channels.backends.redis import RedisBackend, RedisPresence
 
-    url, prefix = os.environ[URL_ENV], os.environ[PREFIX_ENV]
-    store = ChannelStore(RedisBackend(url, prefix=prefix))
-    presence = Presence(
-        store, RedisPresence(url, prefix=prefix + "presence:", ttl=float(os.environ[TTL_ENV]))
-    )
+    url, prefix, ttl = os.environ[URL_ENV], os.environ[PREFIX_ENV], float(os.environ[TTL_ENV])
+    backend: PresenceBackend
+    if url.startswith("redis"):
+        from sse_channels.backends.redis import RedisBackend, RedisPresence
+
+        store = ChannelStore(RedisBackend(url, prefix=prefix))
+        backend = RedisPresence(url, prefix=prefix + "presence:", ttl=ttl)
+    else:
+        from sse_channels.backends.postgres import PostgresBackend, PostgresPresence
+
+        store = ChannelStore(PostgresBackend(url, schema=prefix, poll_interval=0.05))
+        backend = PostgresPresence(url, schema=prefix, ttl=ttl)
+    presence = Presence(store, backend)
 
     def query(scope: Any) -> dict[str, str]:
         pairs = parse_qs(scope["query_string"].decode(), keep_blank_values=True)

@@ -528,3 +528,54 @@ async def test_max_age_deletes_old_events_inside_the_backend(stores: Stores) -> 
     assert [e.data for e in events if e.event != GAP_EVENT] == ["fresh", "end"]
     assert events[-2].id == fresh.id
     resumed.close()
+
+
+# -- the backend's own sends ---------------------------------------------------------------------
+
+
+async def test_concurrent_sends_share_statements_and_keep_their_call_order(stores: Stores) -> None:
+    store = await stores.start()
+    subscription = store.subscribe("burst")
+    sent: dict[int, Event] = {}
+
+    async def send(i: int) -> None:
+        sent[i] = await store.send("burst", str(i))
+
+    async with anyio.create_task_group() as group:
+        for i in range(200):
+            group.start_soon(send, i)  # asyncio starts them in this order
+    events = await read(subscription, 200)
+    assert [e.data for e in events] == [str(i) for i in range(200)]
+    assert [e.id for e in events] == [sent[i].id for i in range(200)]
+    with connect(stores.dsn) as conn:
+        found = conn.execute(
+            f"SELECT count(DISTINCT txid), count(*) FROM {stores.schema}.events"
+        ).fetchone()
+    assert found is not None
+    transactions, rows = found
+    assert rows == 200
+    assert transactions < 50  # batched: many events per statement and commit
+    subscription.close()
+
+
+async def test_closing_the_backend_leaves_no_send_waiting(stores: Stores) -> None:
+    from sse_channels import BackendError, StoreClosedError
+
+    store = ChannelStore(backend=stores.backend())
+    outcomes: list[str] = []
+
+    async def send(i: int) -> None:
+        try:
+            await store.send("c", str(i))
+            outcomes.append("sent")
+        except (BackendError, StoreClosedError):
+            outcomes.append("refused")
+
+    with anyio.fail_after(10):
+        async with store, anyio.create_task_group() as group:
+            for i in range(100):
+                group.start_soon(send, i)
+            await anyio.sleep(0)
+            await store.aclose()
+    assert len(outcomes) == 100
+    assert "refused" in outcomes or outcomes == ["sent"] * 100

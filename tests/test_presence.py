@@ -25,7 +25,11 @@ from sse_channels import (
     StoreClosedError,
 )
 from sse_channels.testing import drain
-from sse_channels.testing.presence_contract import PresenceContract, PresenceFactory
+from sse_channels.testing.presence_contract import (
+    PresenceContract,
+    PresenceFactory,
+    follow_until,
+)
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -292,3 +296,27 @@ def test_presence_resumed_reader_rebuilds_the_exact_list(
                 held.leave()
 
     anyio.run(main)
+
+
+@pytest.mark.anyio
+async def test_presence_counts_only_room_of_100000_members_sends_a_few_numbers() -> None:
+    store = ChannelStore()
+    async with (
+        store,
+        Presence(store, counts_only=True, count_interval=0.2) as presence,
+        store.subscribe("presence:big") as feed,
+    ):
+        seen: list[Event] = []
+        sessions = [presence.join("big", f"user-{n}") for n in range(100_000)]
+        await presence.flush()
+        assert await presence.count("big") == 100_000
+        await follow_until(feed, PresenceView(), lambda v: v.count == 100_000, seen=seen)
+        # A number now and then, not 100,000 joins, and never the member list.
+        assert {e.event for e in seen} == {"count"}
+        assert len(seen) < 20
+        assert max(len(e.data) for e in seen) < 20
+        for session in sessions:
+            session.leave()
+        await presence.flush()
+        await follow_until(feed, PresenceView(), lambda v: v.count == 0)
+        assert presence.backend.statistics()["members"] == 0

@@ -140,7 +140,13 @@ def test_backend_contract_module_exports_its_suite() -> None:
 def test_postgres_backend_package_exports_its_curated_names() -> None:
     import sse_channels.backends.postgres as postgres
 
-    assert postgres.__all__ == ["PostgresBackend", "schema_sql", "send_in", "send_in_async"]
+    assert postgres.__all__ == [
+        "PostgresBackend",
+        "PostgresPresence",
+        "schema_sql",
+        "send_in",
+        "send_in_async",
+    ]
     for name in postgres.__all__:
         assert getattr(postgres, name).__module__ == "sse_channels.backends.postgres", name
 
@@ -173,3 +179,25 @@ def test_otel_metrics_module_exports_its_names() -> None:
     expected = {"DELIVERY_LAG_BOUNDARIES", "STREAM_DURATION_BOUNDARIES", "OpenTelemetryMetrics"}
     assert set(otel.__all__) == expected
     assert otel.OpenTelemetryMetrics.__module__ == "sse_channels.metrics.otel"
+
+
+def test_presence_contract_module_exports_its_suite() -> None:
+    import sse_channels.testing.presence_contract as contract
+
+    assert set(contract.__all__) == {
+        "NetworkedPresenceContract",
+        "PresenceContract",
+        "PresenceFactory",
+        "StoreBackendFactory",
+        "follow_until",
+    }
+    for name in contract.__all__:
+        assert hasattr(contract, name), name
+
+
+def test_redis_backend_package_exports_the_backend_and_the_presence() -> None:
+    import sse_channels.backends.redis as redis_package
+
+    assert redis_package.__all__ == ["RedisBackend", "RedisPresence"]
+    for name in redis_package.__all__:
+        assert getattr(redis_package, name).__module__ == "sse_channels.backends.redis", name

@@ -4,7 +4,8 @@
 connections, applies joins and leaves to a ``PresenceBackend`` in order (one worker task),
 and announces each change on the companion channel ``presence:<channel>`` of its store.
 ``MemoryPresence`` is the reference backend (one process); ``RedisPresence``
-(``sse_channels.backends.redis``) shares one view between processes. ``PresenceView``
+(``sse_channels.backends.redis``) and ``PostgresPresence``
+(``sse_channels.backends.postgres``) share one view between processes. ``PresenceView``
 rebuilds a member list from what a subscriber of ``presence:<channel>`` receives.
 
 The events on ``presence:<channel>`` (JSON data):
@@ -23,7 +24,6 @@ comes twice (a resume from a snapshot's id) changes nothing.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 from collections import OrderedDict, deque
@@ -283,7 +283,8 @@ class PresenceSession:
             self._done.set()
 
     async def wait_registered(self) -> None:
-        """Wait until the join is registered with the backend (and announced)."""
+        """Wait until the join is registered with the backend (``flush`` waits for its
+        announcement too)."""
         if not self._registered:
             if self._done is None:
                 self._done = anyio.Event()
@@ -332,7 +333,7 @@ class Presence:
     Args:
         store: announcements go to its channels; it must outlive the presence.
         backend: where members are kept; default a new ``MemoryPresence`` (one process).
-            ``RedisPresence`` shares them between processes.
+            ``RedisPresence`` and ``PostgresPresence`` share them between processes.
         counts_only: ``True`` (or a ``channel -> bool`` callable) for rooms too big to
             send member lists: their ``presence:<channel>`` is a state channel holding
             ``{"count": n}``, updated at most every ``count_interval`` seconds.
@@ -366,9 +367,9 @@ class Presence:
         self._ids = counter(1)
         self._sessions: dict[str, tuple[PresenceSession, str]] = {}  # connection -> (s, meta)
         self._ops: deque[tuple[int, PresenceSession, str]] = deque()
+        self._announcements: deque[PresenceChange] = deque()
         self._wake = anyio.Event()
-        self._idle = anyio.Event()
-        self._idle.set()
+        self._idle: anyio.Event | None = None  # made by flush(), set when the work is done
         self._dirty_counts: set[str] = set()
         self._task_group: TaskGroup | None = None  # while it runs
         self._group: TaskGroup | None = None  # until the block of ``async with`` ends
@@ -431,12 +432,13 @@ class Presence:
 
     def _push(self, op: int, session: PresenceSession, meta: str) -> None:
         self._ops.append((op, session, meta))
-        self._idle = anyio.Event() if self._idle.is_set() else self._idle
         self._wake.set()
 
     async def flush(self) -> None:
         """Wait until every join and leave made so far is registered and announced."""
-        if self._ops:
+        while self._ops or self._announcements:
+            if self._idle is None:
+                self._idle = anyio.Event()
             await self._idle.wait()
 
     # -- reading -----------------------------------------------------------------------
@@ -464,7 +466,7 @@ class Presence:
         """This process's sessions and pending work, and the backend's counters."""
         return {
             "sessions": len(self._sessions),
-            "pending": len(self._ops),
+            "pending": len(self._ops) + len(self._announcements),
             "announced": self._announced,
             "errors": self._errors,
             "last_error": self._last_error,
@@ -487,50 +489,64 @@ class Presence:
     async def _work_until_cancelled(self) -> None:
         backoff = 0.05
         while True:
-            if not self._ops:
-                self._idle.set()
-                self._wake = anyio.Event()
-                await self._wake.wait()
-                continue
             if self.store.closed:
                 # Nothing can be announced any more: removing members silently would leave
                 # other processes' lists wrong. They expire instead (see aclose()).
                 self._ops.clear()
+                self._announcements.clear()
+            if self._announcements:
+                # Changes the backend made are announced before anything else is applied,
+                # and kept until they are: a failed send is tried again, never dropped.
+                try:
+                    await self._announce(self._announcements[0])
+                except StoreClosedError:
+                    continue
+                except Exception as exc:
+                    backoff = await self._failed(exc, backoff)
+                    continue
+                self._announcements.popleft()
+                backoff = 0.05
+                continue
+            if not self._ops:
+                idle, self._idle = self._idle, None
+                if idle is not None:
+                    idle.set()
+                self._wake = anyio.Event()
+                await self._wake.wait()
                 continue
             op, session, meta = self._ops[0]
             try:
                 await self._apply(op, session, meta)
-            except StoreClosedError:
-                self._ops.clear()  # nothing can be announced any more; see aclose()
-                continue
             except Exception as exc:  # the backend is unreachable: try again, in order
-                self._errors += 1
-                self._last_error = f"{type(exc).__name__}: {exc}"
-                await anyio.sleep(backoff)
-                backoff = min(backoff * 2, 2.0)
+                backoff = await self._failed(exc, backoff)
                 continue
             backoff = 0.05
             self._ops.popleft()
             if op == _ADD:
                 session.registered()
 
+    async def _failed(self, exc: Exception, backoff: float) -> float:
+        self._errors += 1
+        self._last_error = f"{type(exc).__name__}: {exc}"
+        await anyio.sleep(backoff)
+        return min(backoff * 2, 2.0)
+
     async def _apply(self, op: int, session: PresenceSession, meta: str) -> None:
+        # Applying again after a failure is harmless: adding a connection that is there,
+        # or removing one that is gone, changes nothing and announces nothing.
         for channel in session.channels:
             if op == _ADD:
                 change = await self.backend.add(channel, session.connection, session.member, meta)
             else:
                 change = await self.backend.remove(channel, session.connection)
             if change is not None:
-                await self._announce(change)
+                self._announcements.append(change)
 
     def _found(self, change: PresenceChange) -> None:
         """A change the backend found itself (expiry, re-registration): announce it."""
-        if self._task_group is not None and not self._closed:
-            self._task_group.start_soon(self._announce_found, change)
-
-    async def _announce_found(self, change: PresenceChange) -> None:
-        with contextlib.suppress(StoreClosedError):
-            await self._announce(change)
+        if not self._closed:
+            self._announcements.append(change)
+            self._wake.set()
 
     async def _announce(self, change: PresenceChange) -> None:
         if self.counts_only(change.channel):
@@ -628,7 +644,7 @@ class Presence:
                 if clean:
                     with anyio.move_on_after(timeout, shield=True):
                         await self.flush()
-                clean = clean and not self._ops
+                clean = clean and not self._ops and not self._announcements
                 if self._worker is not None:  # not the group: it hosts the caller's block
                     self._worker.cancel()
         finally:

@@ -59,6 +59,11 @@ CloseReason = Literal["closed", "store_closed", "revoked", "slow_consumer", "exp
 #: ``(key, reason, channel)`` of the gap signals that ``place`` decided on.
 ReplayPlan = tuple["list[tuple[Cursor, int, int]]", "list[tuple[int, str, Channel]]"]
 
+#: The buffer of every subscription with nothing read ahead: shared, never changed.
+_EMPTY: list[Event | None] = [None]
+#: Its ``__next__``: calling ``NoneType`` returns ``None``, every time, allocating nothing.
+_NOTHING = type(None)
+
 
 class StoreLink(Protocol):
     """What a subscription needs from its store: the whole interface, by public names."""
@@ -140,10 +145,12 @@ class Subscription:
             [cursor.channel.end for cursor in cursors] if plan is not None else None
         )
         #: Events read but not handed out yet, then ``None`` (see ``_set_buffer``).
-        self._buffer: list[Event | None] = [None]
-        #: ``__next__`` of an iterator over ``_buffer``: the cheapest way to hand out events.
-        self._iter: Iterator[Event | None] = iter([None])
-        self._next: Callable[[], Event | None] = self._iter.__next__
+        self._buffer: list[Event | None] = _EMPTY
+        #: An iterator over ``_buffer`` and its ``__next__``: the cheapest way to hand out
+        #: events. None and ``_NOTHING`` while it is empty, as a waiting reader's is: three
+        #: objects fewer per parked stream.
+        self._iter: Iterator[Event | None] | None = None
+        self._next: Callable[[], Event | None] = _NOTHING
         # Until it hands out an event, resuming it again means resuming from the same id.
         self._last_id = last_event_id
         self._policy: SlowConsumerPolicy = policy
@@ -210,12 +217,20 @@ class Subscription:
 
     def _consumed(self) -> int:
         """How many events of ``_buffer`` were handed out already."""
+        iterator = self._iter
+        if iterator is None:
+            return 0
         size = len(self._buffer) - 1
-        return min(size, size + 1 - length_hint(self._iter))
+        return min(size, size + 1 - length_hint(iterator))
 
     def _set_buffer(self, batch: list[Event]) -> None:
         # A ``None`` after the last event ends the buffer without a StopIteration (raising
         # one per batch costs more than the rest of __anext__). ``batch`` is ours to extend.
+        if not batch:
+            self._buffer = _EMPTY
+            self._iter = None
+            self._next = _NOTHING
+            return
         buffer: list[Event | None] = batch  # type: ignore[assignment]
         buffer.append(None)
         self._buffer = buffer
@@ -240,16 +255,20 @@ class Subscription:
 
         Cancelling it loses nothing: pending events stay pending.
         """
-        self._remember_last_id()
-        batch: list[Event] = self._buffer[self._consumed() : -1]  # type: ignore[assignment]
-        self._set_buffer([])
-        if batch:
-            if self.close_reason is None:
+        if len(self._buffer) == 1:
+            # Nothing read ahead by ``__anext__`` (a writer's case, every time): no buffer
+            # to hand over or replace, and one frame less while parked.
+            batch = await (self._read_batch() if self._snapshots is None else self._next_batch())
+        else:
+            self._remember_last_id()
+            batch = self._buffer[self._consumed() : -1]  # type: ignore[assignment]
+            self._set_buffer([])
+            if not batch:
+                batch = await self._next_batch()
+            elif self.close_reason is None:
                 batch += self._collect()
                 if self._snapshots is not None:
                     batch = await self._snapshots.fill_gaps(batch)
-        else:
-            batch = await self._next_batch()
         for event in reversed(batch):
             if event.id is not None:
                 self._last_id = event.id
@@ -293,7 +312,21 @@ class Subscription:
             if batch:
                 return batch
             if self.close_reason is None:  # _collect may have disconnected it: don't park
-                await self._park()
+                # ``_park()``, inline: a parked reader's memory is mostly its frames.
+                waiter = self._waiter
+                for cursor in self._cursors:
+                    cursor.channel.parked[waiter] = None
+                try:
+                    try:
+                        loop = asyncio.get_running_loop()
+                    except RuntimeError:  # not asyncio: trio, via anyio's portable event
+                        event = waiter.pending = anyio.Event()
+                        await event.wait()
+                    else:
+                        future = waiter.pending = loop.create_future()
+                        await future
+                finally:
+                    self._unpark(waiter)
 
     def _collect(self) -> list[Event]:
         """Everything pending, in send order, with the lag policy applied; counted here."""
@@ -450,16 +483,20 @@ class Subscription:
                 future = waiter.pending = loop.create_future()
                 await future
         finally:
-            waiter.pending = None
-            relay = waiter.relay
-            if relay is not None:  # woken by a channel: wake the others it had parked
-                waiter.relay = None
-                for other in relay:
-                    if other is not waiter:
-                        other.ring(None)
-            if len(cursors) > 1:
-                for cursor in cursors:
-                    cursor.channel.parked.pop(waiter, None)
+            self._unpark(waiter)
+
+    def _unpark(self, waiter: Waiter) -> None:
+        waiter.pending = None
+        relay = waiter.relay
+        if relay is not None:  # woken by a channel: wake the others it had parked
+            waiter.relay = None
+            for other in relay:
+                if other is not waiter:
+                    other.ring(None)
+        cursors = self._cursors
+        if len(cursors) > 1:
+            for cursor in cursors:
+                cursor.channel.parked.pop(waiter, None)
 
     # -- closing -----------------------------------------------------------------------
 

@@ -105,7 +105,12 @@ def send_on_commit(
     itself instead.
 
     Args:
-        store, channel, data, event, id, retry: as for ``ChannelStore.send_sync``.
+        store: the store to send through (any backend).
+        channel: the channel, as for ``ChannelStore.send_sync``.
+        data: the payload, serialised now.
+        event: the event type, or ``None``.
+        id: the event id, or ``None``.
+        retry: the reconnection delay in milliseconds, or ``None``.
         using: the database alias whose transaction counts (Django's default if ``None``).
         robust: as for ``transaction.on_commit``: an error of the send is logged instead
             of raised to the code that committed.

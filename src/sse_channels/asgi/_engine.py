@@ -27,6 +27,7 @@ subscription being revoked, the store being closed, an exception in the app.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import math
 import time
@@ -211,7 +212,21 @@ class EventStream:
                         await self._send(send, start)
                     await self._send(send, _body(self.options.opening))
                     metrics = observer_of(self.subscription)
-                    while (batch := await self._next_events()) is not None:
+                    subscription = self.subscription
+                    while True:
+                        # ``_next_events()``, inline: a parked stream's memory is its frames.
+                        self._waiting = True
+                        try:
+                            batch = await subscription.receive_batch()
+                        except SlowConsumerError:
+                            batch = []  # end normally: the client resumes from its last id
+                        finally:
+                            self._waiting = False
+                        heartbeat = self._heartbeat
+                        if heartbeat is not None:
+                            await heartbeat.wait()  # the watchdog is writing one
+                        if not batch:
+                            break
                         await self._send(send, _body(_join(batch)))
                         if metrics is not None:
                             metrics.written(self.subscription, batch)
@@ -535,10 +550,6 @@ class EventStream:
         self.close()
 
 
-def _join(batch: list[Event]) -> bytes:
-    return batch[0].encoded if len(batch) == 1 else b"".join([e.encoded for e in batch])
-
-
 @final
 class _Supervisor:
     """The writer (the caller's task) and its watchdog (a task of its own), on asyncio.
@@ -589,7 +600,9 @@ class _Supervisor:
 
     def interrupt_after(self, delay: float) -> asyncio.TimerHandle:
         """Interrupt the watchdog's wait after ``delay`` seconds (see ``interrupted``)."""
-        return asyncio.get_running_loop().call_later(delay, self._interrupt)
+        # In a context of its own, shared: ``_interrupt`` reads no context variable, and a
+        # copy of the current one per timer is one more object per parked stream.
+        return asyncio.get_running_loop().call_later(delay, self._interrupt, context=_TIMERS)
 
     def interrupted(self) -> bool:
         """The ``CancelledError`` just caught came from ``interrupt_after``'s timer alone."""
@@ -635,10 +648,17 @@ class _Supervisor:
         return False
 
 
+_TIMERS: Final = contextvars.Context()
+
+
 def _uncancel(task: asyncio.Task[Any]) -> int:
     """``task.uncancel()`` (Python 3.11+): the cancellations still pending; 0 before 3.11."""
     uncancel = getattr(task, "uncancel", None)
     return 0 if uncancel is None else int(uncancel())
+
+
+def _join(batch: list[Event]) -> bytes:
+    return batch[0].encoded if len(batch) == 1 else b"".join([e.encoded for e in batch])
 
 
 def _body(chunk: bytes) -> Message:

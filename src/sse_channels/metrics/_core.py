@@ -54,9 +54,10 @@ class Recorder:
         if channel_label is not None and not callable(channel_label):
             raise TypeError(f"channel_label must be callable or None, not {channel_label!r}")
         self._channel_label = channel_label
-        #: When each recent event reached the log: ``id(event) -> (event, time)``. The
-        #: event is kept so that its id cannot be reused by another object meanwhile.
-        self._arrived: OrderedDict[int, tuple[Event, float]] = OrderedDict()
+        #: When each recent event reached the log: ``id(event) -> (its event id, time)``.
+        #: The event id tells a later object at the same address apart (ids are unique
+        #: in a store), without keeping the event, and its data, alive.
+        self._arrived: OrderedDict[int, tuple[str | None, float]] = OrderedDict()
         #: Open streams: when each opened, its label, and whether its first write is a replay.
         self._streams: dict[Subscription, tuple[float, str, bool]] = {}
 
@@ -96,7 +97,7 @@ class Recorder:
 
     def appended(self, event: Event) -> None:
         arrived = self._arrived
-        arrived[id(event)] = (event, time.monotonic())
+        arrived[id(event)] = (event.id, time.monotonic())
         if len(arrived) > LAG_WINDOW:
             arrived.popitem(last=False)
 
@@ -147,7 +148,7 @@ class Recorder:
         arrived = self._arrived
         for event in batch:
             found = arrived.get(id(event))
-            if found is not None and found[0] is event:
+            if found is not None and found[0] == event.id and event.event != GAP_EVENT:
                 self._measure("delivery_lag", now - found[1], self.label(event.channel or ""))
 
     def write_timed_out(self, subscription: Subscription) -> None:

@@ -10,6 +10,8 @@ for it.
   application's own transaction; it is delivered if and only if that transaction commits.
 - [schema_sql][sse_channels.backends.postgres.schema_sql]: the SQL of the tables, for
   those who create them themselves.
+- [PostgresPresence][sse_channels.backends.postgres.PostgresPresence]: presence shared by
+  every process, in tables of the same schema (see docs/presence.md).
 
 Events are rows of one table, delivered in the order of ``(txid, id)`` and read only below
 the snapshot's ``xmin``, so that a transaction committing late can never slip in behind
@@ -18,17 +20,18 @@ the doorbell. docs/postgres.md explains the trade-offs.
 
 The modules, each with one job: ``_backend`` (PostgresBackend: lifecycle, reading,
 history, trimming), ``_schema``, ``_ids``, ``_rows``, ``_link``, ``_sender``, ``_watch``,
-``_health``, ``_outbox``.
+``_health``, ``_outbox``, ``_presence`` (PostgresPresence).
 """
 
 from __future__ import annotations
 
 from ._backend import PostgresBackend
 from ._outbox import send_in, send_in_async
+from ._presence import PostgresPresence
 from ._schema import schema_sql
 
-__all__ = ["PostgresBackend", "schema_sql", "send_in", "send_in_async"]
+__all__ = ["PostgresBackend", "PostgresPresence", "schema_sql", "send_in", "send_in_async"]
 
-for _obj in (PostgresBackend, send_in, send_in_async, schema_sql):
+for _obj in (PostgresBackend, PostgresPresence, send_in, send_in_async, schema_sql):
     _obj.__module__ = __name__  # reprs and docs name them where users import them
 del _obj

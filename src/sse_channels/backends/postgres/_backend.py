@@ -51,10 +51,10 @@ from ..._exceptions import BackendError
 from ..._pattern import is_pattern
 from ._health import Health, describe
 from ._ids import Epoch, event_id, split_key
-from ._link import IO_TIMEOUT, Link, open_async, open_sync, redact
+from ._link import IO_TIMEOUT, Link, LinkClosedError, open_async, open_sync, redact
 from ._rows import MalformedRow, columns, event_of
 from ._schema import Sql
-from ._sender import Sender, answers, backoff, batch_params
+from ._sender import Sender, answers, backoff
 from ._watch import Watching
 
 if TYPE_CHECKING:
@@ -192,6 +192,7 @@ class PostgresBackend:
         self._since: dict[str, int] = {}
         #: Set when something is watched: wakes a reader that idles while nothing is.
         self._activity = anyio.Event()
+        self._read_cursor: psycopg.AsyncCursor[Any] | None = None
 
         self._link: Link | None = None
         self._sender: Sender | None = None
@@ -353,7 +354,7 @@ class PostgresBackend:
         if self._closed:
             raise BackendError("the PostgreSQL backend is closed")
         token = secrets.token_hex(8)
-        params = batch_params(token, [(channel, *columns(event))])
+        params = (channel, *columns(event), token)
         after = self._known_position()
         deadline = time.monotonic() + self._retry_for
         attempt = 0
@@ -379,7 +380,7 @@ class PostgresBackend:
                             ).fetchone()
                             ((label, txid, row_id),) = answers(found, str(label_row[0]))  # type: ignore[index]
                             break
-                    rows = connection.execute(sql.insert_many, params).fetchall()
+                    rows = connection.execute(sql.insert_single, params).fetchall()
                     ((label, txid, row_id),) = answers(rows)
                     break
                 except (psycopg.OperationalError, OSError) as exc:
@@ -530,11 +531,14 @@ class PostgresBackend:
         """One read handed to the store; ``(events read, it hit the limit, held back)``."""
         generation = self._epoch.generation
         txid, row_id = self._position
-        with anyio.fail_after(IO_TIMEOUT):
-            cursor = await connection.execute(
-                self._sql.read, (str(txid), row_id, READ_LIMIT, self._trim_seq)
-            )
-            rows = await cursor.fetchall()
+        # No timer: the connection's statement_timeout and TCP keepalives bound the read.
+        cursor = self._read_cursor
+        if cursor is None or cursor.connection is not connection:
+            cursor = self._read_cursor = connection.cursor()
+        await cursor.execute(
+            self._sql.read, (str(txid), row_id, READ_LIMIT, self._trim_seq), prepare=True
+        )
+        rows = await cursor.fetchall()
         if generation != self._epoch.generation:
             return 0, True, False  # a send found a new epoch meanwhile: read from its start
         held = False
@@ -623,6 +627,8 @@ class PostgresBackend:
                     await link.run(
                         self._trimmer(self._sql.trim_age, (self._max_age, _AGE_TRIM_LIMIT))
                     )
+            except LinkClosedError:
+                return  # the backend is closing
             except (psycopg.Error, OSError, TimeoutError) as exc:
                 self._health.last_error = describe(exc)
                 _log.warning("retention trimming failed (%s); trying again later", describe(exc))
@@ -666,6 +672,8 @@ class PostgresBackend:
         while True:
             try:
                 rows = await link.run(read)
+            except LinkClosedError:
+                return None
             except (psycopg.Error, OSError, TimeoutError) as exc:
                 self._health.last_error = describe(exc)
                 return None

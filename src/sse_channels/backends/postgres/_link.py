@@ -26,7 +26,15 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-__all__ = ["CONNECT_TIMEOUT", "IO_TIMEOUT", "Link", "open_async", "open_sync", "redact"]
+__all__ = [
+    "CONNECT_TIMEOUT",
+    "IO_TIMEOUT",
+    "Link",
+    "LinkClosedError",
+    "open_async",
+    "open_sync",
+    "redact",
+]
 
 #: Seconds a connection attempt may take.
 CONNECT_TIMEOUT = 5
@@ -99,6 +107,10 @@ def open_sync(
     return connection
 
 
+class LinkClosedError(Exception):
+    """The link was closed (``aclose``): it opens no connection any more."""
+
+
 @final
 class Link:
     """One connection that concurrent callers share (see the module docstring).
@@ -119,6 +131,7 @@ class Link:
         self._synchronous_commit = synchronous_commit
         self._connection: psycopg.AsyncConnection[Any] | None = None
         self._connecting = anyio.Lock()
+        self._closed = False
         #: The last call's outcome: False after a failure, until a call succeeds.
         self.connected = False
 
@@ -131,6 +144,7 @@ class Link:
         Raises:
             psycopg.Error: the connection failed or the statement did; after a connection
                 failure the connection is dropped (the next call opens another).
+            LinkClosedError: the link was closed.
 
         Cancelling it drops the connection if a statement was under way.
         """
@@ -151,6 +165,8 @@ class Link:
         return result
 
     async def _connect(self) -> psycopg.AsyncConnection[Any]:
+        if self._closed:
+            raise LinkClosedError("the link is closed")
         connection = self._connection
         if connection is not None and not connection.closed:
             return connection
@@ -167,6 +183,10 @@ class Link:
                 except BaseException:
                     self.connected = False
                     raise
+                if self.closed:  # closed while this connection was being opened
+                    with anyio.CancelScope(shield=True):
+                        await connection.close()
+                    raise LinkClosedError("the link is closed")
                 self._connection = connection
         return connection
 
@@ -176,8 +196,14 @@ class Link:
         with anyio.CancelScope(shield=True):
             await connection.close()
 
+    @property
+    def closed(self) -> bool:
+        """Whether ``aclose`` was called."""
+        return self._closed
+
     async def aclose(self) -> None:
-        """Close the connection (the next call would open another)."""
+        """Close the connection; later calls raise ``LinkClosedError``. Idempotent."""
+        self._closed = True
         connection = self._connection
         if connection is not None:
             await self._drop(connection)

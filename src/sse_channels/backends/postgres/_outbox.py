@@ -94,8 +94,11 @@ def send_in(
 
     Args:
         connection: a psycopg 3 ``Connection`` or a Django ``connection``.
-        channel: as for ``ChannelStore.send``, and so are ``data``, ``event``, ``id``
-            and ``retry``.
+        channel: the channel (no ``*``), as for ``ChannelStore.send``.
+        data: the payload (``str``, or serialised to JSON), as for ``ChannelStore.send``.
+        event: the event type, or ``None``.
+        id: an id of your own, or ``None`` for the backend's (``"<epoch>-<txid>.<id>"``).
+        retry: the reconnection delay in milliseconds, or ``None``.
         schema: the backend's schema.
 
     Returns:

@@ -31,6 +31,7 @@ import psycopg
 
 from ..._exceptions import BackendError
 from ._health import Health, describe
+from ._link import LinkClosedError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -112,6 +113,7 @@ class Sender:
         self._wake: anyio.Event | None = None
         #: A statement is under way (a direct send's, or the writer task's).
         self._busy = False
+        self._cursor: psycopg.AsyncCursor[Any] | None = None
 
     async def send(self, columns: Columns) -> Stored:
         """Store one event; its ``(label, txid, id)``.
@@ -147,6 +149,7 @@ class Sender:
         """The writer task: batch what is queued, one statement at a time, until cancelled."""
         self._wake = anyio.Event()
         task_status.started()
+        batch: list[Pending] = []
         try:
             while True:
                 await self._wake.wait()
@@ -168,7 +171,17 @@ class Sender:
                         item.done.set()
         finally:
             self._wake = None
+            # The batch in flight when the backend closed may or may not have been stored;
+            # what was still queued was not. Nobody is left waiting either way.
+            unsure = BackendError(
+                "the PostgreSQL backend was closed while the event was being sent; "
+                "it may or may not have been stored"
+            )
             closed = BackendError("the PostgreSQL backend was closed before the event was sent")
+            for item in batch:
+                if not item.done.is_set():
+                    item.error = unsure
+                    item.done.set()
             for item in self._queue:
                 item.error = closed
                 item.done.set()
@@ -196,7 +209,12 @@ class Sender:
         attempt = 0
 
         async def insert(connection: psycopg.AsyncConnection[Any]) -> list[Any]:
-            cursor = await connection.execute(statement, params)
+            cursor = self._cursor
+            if cursor is None or cursor.connection is not connection:
+                # One cursor per connection, reused: a cursor costs more to make than
+                # a small statement costs to send.
+                cursor = self._cursor = connection.cursor()
+            await cursor.execute(statement, params, prepare=True)
             return await cursor.fetchall()
 
         async def lookup(connection: psycopg.AsyncConnection[Any]) -> list[Any]:
@@ -224,6 +242,8 @@ class Sender:
                 if time.monotonic() + wait > deadline:
                     raise BackendError(f"could not send to PostgreSQL: {exc}") from exc
                 await anyio.sleep(wait)
+            except LinkClosedError as exc:
+                raise BackendError("the PostgreSQL backend is closed") from exc
             except psycopg.Error as exc:
                 self._health.last_error = describe(exc)
                 raise BackendError(f"PostgreSQL refused the event: {exc}") from exc

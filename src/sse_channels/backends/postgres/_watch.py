@@ -84,4 +84,8 @@ class Watching:
         ready = [channel for channel, n in self._grown.items() if n >= threshold]
         for channel in ready:
             del self._grown[channel]
+        if len(self._grown) > _MATCHED_LIMIT:
+            # Very many channels that each grew a little: start their counts over rather
+            # than keep them all (trimming is approximate by design).
+            self._grown.clear()
         return ready

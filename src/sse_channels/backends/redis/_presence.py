@@ -141,6 +141,8 @@ class RedisPresence:
 
     async def remove(self, channel: str, connection: str) -> PresenceChange | None:
         self._local.pop((channel, connection), None)
+        if not self._local:
+            self._local = {}  # a dict never shrinks: after a crowd, let it go
         found = await self._run("remove", self.process, channel, self._connection(connection))
         if not found or not found[1]:
             return None
