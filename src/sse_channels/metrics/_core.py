@@ -161,8 +161,9 @@ class Recorder:
         if stream is None:
             return
         opened, label, _ = stream
-        self._gauge(-1, label)
+        # The duration first: a scrape that sees the stream gone also sees how long it ran.
         self._measure("stream_duration", time.monotonic() - opened, label)
+        self._gauge(-1, label)
 
     # -- backends --------------------------------------------------------------------------
 
