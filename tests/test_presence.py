@@ -235,6 +235,40 @@ def test_presence_view_snapshot_at_any_point_then_any_changes_since_rebuilds_the
     assert view.members == present
 
 
+@settings(max_examples=500)  # the order that matters is one among many shuffles
+@given(
+    st.lists(st.tuples(st.integers(0, 5), st.booleans()), max_size=40),
+    st.integers(0, 40),
+    st.randoms(use_true_random=False),
+)
+def test_presence_view_snapshot_anywhere_among_shuffled_repeated_changes_rebuilds_the_list(
+    operations: list[tuple[int, bool]], cut: int, rnd: Any
+) -> None:
+    # Changes from several processes reach a stream in any order: a change newer than a
+    # snapshot may come before it, and must not be undone by it (a leave included).
+    events, present = _changes(operations)
+    cut = min(cut, len(events))
+    state: dict[str, tuple[int, Any]] = {}
+    for kind, data in events[:cut]:
+        body = json.loads(data)
+        if kind == "join":
+            state[body["member"]] = (body["v"], [body["meta"]])
+        else:
+            state.pop(body["member"], None)
+    version = json.loads(events[cut - 1][1])["v"] if cut else 0
+    members = {m: {"v": v, "metas": metas} for m, (v, metas) in state.items()}
+    received = events + rnd.sample(events, k=len(events) // 3)
+    rnd.shuffle(received)
+    received.insert(
+        rnd.randint(0, len(received)), ("snapshot", json.dumps({"v": version, "members": members}))
+    )
+    view = PresenceView()
+    for kind, data in received:
+        view.apply(kind, data)
+    assert view.members == present
+    assert view.count == len(present)
+
+
 def test_presence_view_ignores_other_events_and_reads_counts() -> None:
     view = PresenceView()
     assert view.apply("message", "hello") is False
