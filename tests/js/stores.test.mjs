@@ -258,6 +258,15 @@ test("presence() rebuilds the exact member list from changes in any order, twice
     // snapshot at some version standing in for a gap.
     const received = changes.map(({ type, data }) => [type, data]);
     for (const { type, data } of changes) if (next() < 0.3) received.push([type, data]);
+    // Some changes come several at a time, in one "diff" (a connect storm).
+    for (let i = 0; i + 1 < received.length; i += 1) {
+      if (next() < 0.2) {
+        const group = received.splice(i, 2 + Math.floor(next() * 3));
+        const joins = group.filter(([type]) => type === "join").map(([, data]) => data);
+        const leaves = group.filter(([type]) => type === "leave").map(([, data]) => data);
+        received.splice(i, 0, ["diff", { joins, leaves }]);
+      }
+    }
     for (let i = received.length - 1; i > 0; i -= 1) {
       const j = Math.floor(next() * (i + 1));
       [received[i], received[j]] = [received[j], received[i]];

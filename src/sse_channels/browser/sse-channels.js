@@ -285,7 +285,8 @@ export function source(url, options = {}) {
     /**
      * Who is online, {members, count}, rebuilt from the presence events this stream
      * carries (subscribe the stream to one "presence:<channel>"): a snapshot, then joins
-     * and leaves, applied by version, so a resumed or repeated change is applied once.
+     * and leaves (alone, or several in a "diff"), applied by version, so a resumed or
+     * repeated change is applied once.
      * `members` maps each member to the metadata of its connections; `count` is its
      * size, or, in a counts-only channel, the count the server sends. Every change
      * brings a new value (a copy: one handed out never changes); it holds the
@@ -330,7 +331,7 @@ export function source(url, options = {}) {
 
 // -- presence -------------------------------------------------------------------------------
 
-const PRESENCE_EVENTS = ["snapshot", "join", "leave", "count"];
+const PRESENCE_EVENTS = ["snapshot", "join", "leave", "diff", "count"];
 // Members who left, remembered to ignore a join that arrives after its leave (as the
 // Python PresenceView).
 const TOMBSTONES = 4096;
@@ -375,26 +376,38 @@ function memberList() {
           if (version <= at) gone.delete(member);
         }
         count = metas.size;
-      } else {
-        const { member } = data;
-        const version = Number(data.v);
-        if (version <= base || version <= (versions.get(member) ?? -1)) return false;
-        if (version <= (gone.get(member) ?? -1)) return false;
-        if (type === "join") {
-          gone.delete(member);
-          versions.set(member, version);
-          metas.set(member, Object.freeze([data.meta ?? {}]));
-        } else {
-          versions.delete(member);
-          metas.delete(member);
-          gone.delete(member);
-          gone.set(member, version);
-          if (gone.size > TOMBSTONES) gone.delete(gone.keys().next().value);
-        }
-        count = metas.size;
+      } else if (type === "diff") {
+        // Several changes announced together: each as if it came alone.
+        let changed = false;
+        for (const join of data.joins ?? []) changed = change(true, join) || changed;
+        for (const leave of data.leaves ?? []) changed = change(false, leave) || changed;
+        if (!changed) return false;
+      } else if (!change(type === "join", data)) {
+        return false;
       }
       current = null;
       return true;
     },
   };
+
+  // One join or leave, if newer than what the list has for its member.
+  function change(joined, data) {
+    const { member } = data;
+    const version = Number(data.v);
+    if (version <= base || version <= (versions.get(member) ?? -1)) return false;
+    if (version <= (gone.get(member) ?? -1)) return false;
+    if (joined) {
+      gone.delete(member);
+      versions.set(member, version);
+      metas.set(member, Object.freeze([data.meta ?? {}]));
+    } else {
+      versions.delete(member);
+      metas.delete(member);
+      gone.delete(member);
+      gone.set(member, version);
+      if (gone.size > TOMBSTONES) gone.delete(gone.keys().next().value);
+    }
+    count = metas.size;
+    return true;
+  }
 }
