@@ -12,9 +12,10 @@ let feed = null;
 let stops = [];
 let opens = 0;
 
-// "Online now", rebuilt from presence:broadcast: a snapshot, then joins and leaves. Every
-// change has a version; a change older than what the list has is ignored, so changes may
-// come in any order or twice (sse_channels.PresenceView does the same in Python).
+// "Online now", rebuilt from presence:broadcast: a snapshot, then joins and leaves (one
+// at a time, or several in a "diff"). Every change has a version; a change older than
+// what the list has is ignored, so changes may come in any order or twice
+// (sse_channels.PresenceView does the same in Python).
 const online = { base: 0, members: new Map(), gone: new Map() };
 
 function applyPresence(type, text) {
@@ -31,19 +32,26 @@ function applyPresence(type, text) {
     for (const [member, version] of [...online.gone]) {
       if (version <= data.v) online.gone.delete(member);
     }
+  } else if (type === "diff") {
+    // Several changes found together (a connect storm): each as if it came alone.
+    for (const change of data.joins) applyChange(true, change);
+    for (const change of data.leaves) applyChange(false, change);
   } else {
-    const { member, v } = data;
-    const seen = Math.max(online.base, online.members.get(member) ?? -1, online.gone.get(member) ?? -1);
-    if (v <= seen) return;
-    if (type === "join") {
-      online.gone.delete(member);
-      online.members.set(member, v);
-    } else {
-      online.members.delete(member);
-      online.gone.set(member, v);
-    }
+    applyChange(type === "join", data);
   }
   renderOnline();
+}
+
+function applyChange(joined, { member, v }) {
+  const seen = Math.max(online.base, online.members.get(member) ?? -1, online.gone.get(member) ?? -1);
+  if (v <= seen) return;
+  if (joined) {
+    online.gone.delete(member);
+    online.members.set(member, v);
+  } else {
+    online.members.delete(member);
+    online.gone.set(member, v);
+  }
 }
 
 function renderOnline() {
@@ -129,7 +137,7 @@ function connect() {
     });
     stops.push(stop);
   }
-  for (const type of ["snapshot", "join", "leave"]) {
+  for (const type of ["snapshot", "join", "leave", "diff"]) {
     let first = true;
     const stop = current.select(type).subscribe((data) => {
       if (first) {
