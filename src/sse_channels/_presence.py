@@ -201,6 +201,15 @@ class MemoryPresence:
     async def add(
         self, channel: str, connection: str, member: str, meta: str
     ) -> PresenceChange | None:
+        return self._add_now(channel, connection, member, meta)
+
+    async def remove(self, channel: str, connection: str) -> PresenceChange | None:
+        return self._remove_now(channel, connection)
+
+    def _add_now(
+        self, channel: str, connection: str, member: str, meta: str
+    ) -> PresenceChange | None:
+        """``add`` without awaiting: memory never blocks (the front calls this)."""
         owners = self._owners.get(channel)
         if owners is None:
             owners = self._owners[channel] = {}
@@ -219,7 +228,8 @@ class MemoryPresence:
         self._joined[channel][member] = version
         return PresenceChange(channel, member, version, True, meta)
 
-    async def remove(self, channel: str, connection: str) -> PresenceChange | None:
+    def _remove_now(self, channel: str, connection: str) -> PresenceChange | None:
+        """``remove`` without awaiting."""
         owners = self._owners.get(channel)
         if owners is None or connection not in owners:
             return None
@@ -584,6 +594,9 @@ class Presence:
         # leaves the queue only once applied, so a failure retries it, in order.
         # A session comes up twice: to add (it is not registered yet), then to remove.
         ops, backend, found = self._ops, self.backend, self._announcements
+        if type(backend) is MemoryPresence:
+            self._apply_in_memory(backend)
+            return
         for _ in range(min(len(ops), _BATCH)):
             session = ops[0]
             connection = session.connection
@@ -599,6 +612,25 @@ class Presence:
                     if change is not None:
                         found.append(change)
                 ops.popleft()
+                session.registered()
+
+    def _apply_in_memory(self, backend: MemoryPresence) -> None:
+        # The same as the loop above without an await per change (the reference backend).
+        ops, found = self._ops, self._announcements
+        add, remove = backend._add_now, backend._remove_now
+        for _ in range(min(len(ops), _BATCH)):
+            session = ops.popleft()
+            connection = session.connection
+            if session._registered:
+                for channel in session.channels:
+                    change = remove(channel, connection)
+                    if change is not None:
+                        found.append(change)
+            else:
+                for channel in session.channels:
+                    change = add(channel, connection, session.member, session._meta)
+                    if change is not None:
+                        found.append(change)
                 session.registered()
 
     def _found(self, change: PresenceChange) -> None:
