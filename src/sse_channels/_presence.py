@@ -478,6 +478,7 @@ class Presence:
         self._sessions[session.connection] = session
         self._ops.append(session)
         if self._asleep:
+            self._asleep = False  # woken once, however many join before it runs
             self._wake.set()
         return session
 
@@ -497,6 +498,7 @@ class Presence:
             if not self._closed:
                 self._ops.append(session)  # registered by then: the worker removes it
                 if self._asleep:
+                    self._asleep = False
                     self._wake.set()
 
     async def flush(self) -> None:
