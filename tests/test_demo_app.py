@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
 TIMEOUT = httpx.Timeout(10.0)
-PRESENCE_EVENTS = ("snapshot", "join", "leave")
+PRESENCE_EVENTS = ("snapshot", "join", "leave", "diff")
 
 
 @pytest.fixture

@@ -149,7 +149,7 @@ def test_demo_command_serves_the_page_streams_an_event_and_stops_on_ctrl_c() -> 
                 stream = (
                     event
                     for event in browser_events(response)
-                    if event.event not in ("snapshot", "join", "leave")
+                    if event.event not in ("snapshot", "join", "leave", "diff")
                 )
                 alice.post("/login", data={"user": "alice"}).raise_for_status()
                 sent = bob.post("/broadcast", data={"text": "hello"}).json()
@@ -190,7 +190,7 @@ def test_two_demo_processes_on_one_redis_share_one_feed(redis_server: _redis.Red
                 sent = alice.post("/broadcast", data={"text": f"from {url_two}"}).json()
                 texts = []
                 for event in browser_events(response):
-                    if event.event in ("snapshot", "join", "leave"):
+                    if event.event in ("snapshot", "join", "leave", "diff"):
                         continue  # "online now", shared through Redis too
                     texts.append(json.loads(event.data)["text"])
                     if event.id == sent["id"]:
@@ -220,7 +220,7 @@ def test_two_demo_processes_on_one_postgres_share_one_feed(postgres_dsn: str) ->
                 sent = alice.post("/broadcast", data={"text": f"from {url_two}"}).json()
                 texts = []
                 for event in browser_events(response):
-                    if event.event in ("snapshot", "join", "leave"):
+                    if event.event in ("snapshot", "join", "leave", "diff"):
                         continue  # "online now" is checked by the presence tests
                     texts.append(json.loads(event.data)["text"])
                     if event.id == sent["id"]:

@@ -109,3 +109,42 @@ async def test_postgres_presence_process_swept_while_cut_off_registers_again_onc
         for table in ("presence_connections", "presence_members", "presence_processes"):
             (rows,) = admin.execute(f"SELECT count(*) FROM {schema}.{table}").fetchone()
             assert rows == 0, table
+
+
+async def test_postgres_presence_closing_during_a_heartbeat_waits_for_it_and_logs_nothing(
+    postgres_dsn: str, schema: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Regression: closing cancelled the heartbeat's statement in flight, and psycopg
+    # logged "query cancellation interrupted (CancelledError): closing connection".
+    store = ChannelStore()
+    backend = PostgresPresence(postgres_dsn, schema=schema, ttl=1.0, interval=0.1)
+    with connect(postgres_dsn) as admin:
+        async with store:
+            presence = Presence(store, backend)
+            async with presence:
+                presence.join("room", "alice").leave()
+                await presence.flush()  # nothing left to remove: aclose goes to the backend
+                # Hold the process's heartbeat row: the next beat waits on its lock.
+                admin.execute("BEGIN")
+                admin.execute(
+                    f"SELECT 1 FROM {schema}.presence_processes WHERE process = %s FOR UPDATE",
+                    (backend.process,),
+                )
+                await anyio.sleep(0.3)  # a beat is under way, blocked
+                with anyio.fail_after(5):
+                    async with anyio.create_task_group() as group:
+                        group.start_soon(presence.aclose)
+                        await anyio.sleep(0.2)
+                        admin.execute("COMMIT")  # the beat finishes; then the close does
+        assert presence.closed
+    assert backend.statistics()["errors"] == 0, backend.statistics()["last_error"]
+    assert backend.statistics()["heartbeats"] >= 2
+    warnings = [r for r in caplog.records if r.levelno >= 30 and r.name.startswith("psycopg")]
+    assert warnings == []
+    assert await_count(postgres_dsn, schema) == 0
+
+
+def await_count(dsn: str, schema: str) -> int:
+    with connect(dsn) as admin:
+        (found,) = admin.execute(f"SELECT count(*) FROM {schema}.presence_connections").fetchone()
+    return int(found)

@@ -14,6 +14,9 @@ The events on ``presence:<channel>`` (JSON data):
   for every new subscriber, and in place of any gap (the store's snapshot channels);
 - ``join``: ``{"member": m, "v": v, "meta": meta}``, when a member's first connection
   arrives; ``leave``: ``{"member": m, "v": v}``, when its last one goes;
+- ``diff``: ``{"joins": [join, ...], "leaves": [leave, ...]}``, several changes of the
+  channel found together (a connect storm), each entry the data of a ``join`` or ``leave``
+  event; a reader applies each as if it came alone (the order within does not matter);
 - in a counts-only channel, only ``count``: ``{"count": n}``, a state channel value.
 
 Every change has a version ``v`` that grows per channel, and a snapshot's ``V`` covers every
@@ -28,9 +31,9 @@ import json
 import math
 from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from itertools import count as counter
-from typing import TYPE_CHECKING, Any, Protocol, final, runtime_checkable
+from json.encoder import encode_basestring_ascii
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, final, runtime_checkable
 
 import anyio
 
@@ -105,11 +108,11 @@ def encode_meta(meta: object, limit: int) -> str:
 
 
 @final
-@dataclass(frozen=True, slots=True)
-class PresenceChange:
+class PresenceChange(NamedTuple):
     """A member joined (its first connection) or left (its last) a channel, at version ``v``.
 
     ``meta`` is the JSON text of the joining connection's metadata (``None`` on a leave).
+    An immutable named tuple: a backend makes one per join and leave, so it is cheap.
     """
 
     channel: str
@@ -118,6 +121,9 @@ class PresenceChange:
     joined: bool
     meta: str | None = None
 
+
+#: ``PresenceChange`` made without its keyword handling (twice as fast, for the memory backend).
+_new_change = tuple.__new__
 
 #: ``announce(change)``: a backend found a change by itself (an expired process's members,
 #: a re-registration after an outage); the front announces it.
@@ -198,21 +204,35 @@ class MemoryPresence:
     async def add(
         self, channel: str, connection: str, member: str, meta: str
     ) -> PresenceChange | None:
-        owners = self._owners.setdefault(channel, {})
-        if connection in owners:
+        return self._add_now(channel, connection, member, meta)
+
+    async def remove(self, channel: str, connection: str) -> PresenceChange | None:
+        return self._remove_now(channel, connection)
+
+    def _add_now(
+        self, channel: str, connection: str, member: str, meta: str
+    ) -> PresenceChange | None:
+        """``add`` without awaiting: memory never blocks (the front calls this)."""
+        owners = self._owners.get(channel)
+        if owners is None:
+            owners = self._owners[channel] = {}
+            self._channels[channel] = {}
+            self._joined[channel] = {}
+        elif connection in owners:
             return None
         owners[connection] = member
-        members = self._channels.setdefault(channel, {})
+        members = self._channels[channel]
         connections = members.get(member)
         if connections is not None:
             connections[connection] = meta
             return None
         members[member] = {connection: meta}
-        self._version += 1
-        self._joined.setdefault(channel, {})[member] = self._version
-        return PresenceChange(channel, member, self._version, True, meta)
+        self._version = version = self._version + 1
+        self._joined[channel][member] = version
+        return _new_change(PresenceChange, (channel, member, version, True, meta))
 
-    async def remove(self, channel: str, connection: str) -> PresenceChange | None:
+    def _remove_now(self, channel: str, connection: str) -> PresenceChange | None:
+        """``remove`` without awaiting."""
         owners = self._owners.get(channel)
         if owners is None or connection not in owners:
             return None
@@ -226,8 +246,8 @@ class MemoryPresence:
         del self._joined[channel][member]
         if not members:
             del self._channels[channel], self._joined[channel], self._owners[channel]
-        self._version += 1
-        return PresenceChange(channel, member, self._version, False)
+        self._version = version = self._version + 1
+        return _new_change(PresenceChange, (channel, member, version, False, None))
 
     async def snapshot(self, channel: str) -> tuple[int, dict[str, tuple[int, list[str]]]]:
         members = self._channels.get(channel, {})
@@ -248,7 +268,12 @@ class MemoryPresence:
         pass
 
 
-_ADD, _REMOVE = 0, 1
+#: Joins and leaves the worker applies before announcing what they changed.
+_BATCH = 512
+#: The most changes, and about the most text, in one ``diff`` event: a store keeps its
+#: history in events, so a diff stays small (a few KB; 32 changes amortise the send).
+_DIFF_CHANGES = 32
+_DIFF_BYTES = 8 * 1024
 
 
 @final
@@ -260,15 +285,30 @@ class PresenceSession:
     leaves when the block ends however it ends.
     """
 
-    __slots__ = ("_done", "_left", "_presence", "_registered", "channels", "connection", "member")
+    __slots__ = (
+        "_done",
+        "_left",
+        "_meta",
+        "_presence",
+        "_registered",
+        "channels",
+        "connection",
+        "member",
+    )
 
     def __init__(
-        self, presence: Presence, channels: tuple[str, ...], member: str, connection: str
+        self,
+        presence: Presence,
+        channels: tuple[str, ...],
+        member: str,
+        connection: str,
+        meta: str,
     ) -> None:
         self._presence = presence
         self.channels = channels
         self.member = member
         self.connection = connection
+        self._meta = meta  # the metadata as JSON text, for the backend
         self._left = False
         self._registered = False
         self._done: anyio.Event | None = None  # made only for someone who waits
@@ -365,10 +405,14 @@ class Presence:
         self._count_interval = float(count_interval)
         self._max_meta = max_meta_bytes
         self._ids = counter(1)
-        self._sessions: dict[str, tuple[PresenceSession, str]] = {}  # connection -> (s, meta)
-        self._ops: deque[tuple[int, PresenceSession, str]] = deque()
+        self._sessions: dict[str, PresenceSession] = {}  # connection -> session
+        #: Sessions to add (not registered yet) or to remove (registered), in order.
+        self._ops: deque[PresenceSession] = deque()
         self._announcements: deque[PresenceChange] = deque()
+        self._sending: list[PresenceChange] = []  # taken from _announcements, not yet sent
+        self._rooms: dict[str, tuple[str]] = {}  # name -> (name,), checked (bounded)
         self._wake = anyio.Event()
+        self._asleep = False  # the worker waits for _wake
         self._idle: anyio.Event | None = None  # made by flush(), set when the work is done
         self._dirty_counts: set[str] = set()
         self._task_group: TaskGroup | None = None  # while it runs
@@ -404,23 +448,47 @@ class Presence:
             StoreClosedError: the presence is closed.
             RuntimeError: the presence is not running (``async with presence``).
         """
-        names = (channels,) if isinstance(channels, str) else tuple(dict.fromkeys(channels))
-        if not names:
-            raise ValueError("join() needs at least one channel")
-        for name in names:
-            _check_room(name)
+        rooms = self._rooms
+        if type(channels) is str:
+            names: tuple[str, ...] | None = rooms.get(channels)
+            if names is None:
+                names = self._room(channels)
+        elif isinstance(channels, str):
+            names = self._room(channels)  # a str subclass: refused with the reason
+        else:
+            names = tuple(channels)
+            if len(names) > 1:
+                names = tuple(dict.fromkeys(names))
+                for name in names:
+                    if name not in rooms:
+                        self._room(name)
+            elif names:
+                names = rooms.get(names[0]) or self._room(names[0])
+            else:
+                raise ValueError("join() needs at least one channel")
         check_member(member)
-        text = encode_meta(meta, self._max_meta)
+        text = "{}" if meta is None else encode_meta(meta, self._max_meta)
         if self._closed:
             raise StoreClosedError("the presence is closed")
         if self._task_group is None:
             raise RuntimeError(
                 "the presence is not running: use 'async with presence:' (in the app's lifespan)"
             )
-        session = PresenceSession(self, names, member, str(next(self._ids)))
-        self._sessions[session.connection] = (session, text)
-        self._push(_ADD, session, text)
+        session = PresenceSession(self, names, member, str(next(self._ids)), text)
+        self._sessions[session.connection] = session
+        self._ops.append(session)
+        if self._asleep:
+            self._asleep = False  # woken once, however many join before it runs
+            self._wake.set()
         return session
+
+    def _room(self, name: str) -> tuple[str]:
+        _check_room(name)
+        rooms = self._rooms
+        if len(rooms) >= 1024:
+            rooms.clear()  # a cache of the names seen, not a registry: keep it small
+        names = rooms[name] = (name,)
+        return names
 
     def leave(self, session: PresenceSession) -> None:
         """Leave ``session``'s channels (``session.leave()`` calls this); idempotent."""
@@ -428,15 +496,14 @@ class Presence:
             if not self._sessions:
                 self._sessions = {}  # a dict never shrinks: after a crowd, let it go
             if not self._closed:
-                self._push(_REMOVE, session, "")
-
-    def _push(self, op: int, session: PresenceSession, meta: str) -> None:
-        self._ops.append((op, session, meta))
-        self._wake.set()
+                self._ops.append(session)  # registered by then: the worker removes it
+                if self._asleep:
+                    self._asleep = False
+                    self._wake.set()
 
     async def flush(self) -> None:
         """Wait until every join and leave made so far is registered and announced."""
-        while self._ops or self._announcements:
+        while self._ops or self._announcements or self._sending:
             if self._idle is None:
                 self._idle = anyio.Event()
             await self._idle.wait()
@@ -466,7 +533,7 @@ class Presence:
         """This process's sessions and pending work, and the backend's counters."""
         return {
             "sessions": len(self._sessions),
-            "pending": len(self._ops) + len(self._announcements),
+            "pending": len(self._ops) + len(self._announcements) + len(self._sending),
             "announced": self._announced,
             "errors": self._errors,
             "last_error": self._last_error,
@@ -487,6 +554,9 @@ class Presence:
             await self._work_until_cancelled()
 
     async def _work_until_cancelled(self) -> None:
+        # The worker takes what has queued up since it last ran (a connect storm: many
+        # joins) as one batch: it applies up to _BATCH joins and leaves, then announces
+        # the changes they made with one event per channel ("diff" for several).
         backoff = 0.05
         while True:
             if self.store.closed:
@@ -498,13 +568,12 @@ class Presence:
                 # Changes the backend made are announced before anything else is applied,
                 # and kept until they are: a failed send is tried again, never dropped.
                 try:
-                    await self._announce(self._announcements[0])
+                    await self._announce_pending()
                 except StoreClosedError:
                     continue
                 except Exception as exc:
                     backoff = await self._failed(exc, backoff)
                     continue
-                self._announcements.popleft()
                 backoff = 0.05
                 continue
             if not self._ops:
@@ -512,18 +581,18 @@ class Presence:
                 if idle is not None:
                     idle.set()
                 self._wake = anyio.Event()
-                await self._wake.wait()
+                self._asleep = True  # joins and leaves wake it only now
+                try:
+                    await self._wake.wait()
+                finally:
+                    self._asleep = False
                 continue
-            op, session, meta = self._ops[0]
             try:
-                await self._apply(op, session, meta)
+                await self._apply_pending()
             except Exception as exc:  # the backend is unreachable: try again, in order
                 backoff = await self._failed(exc, backoff)
                 continue
             backoff = 0.05
-            self._ops.popleft()
-            if op == _ADD:
-                session.registered()
 
     async def _failed(self, exc: Exception, backoff: float) -> float:
         self._errors += 1
@@ -531,16 +600,50 @@ class Presence:
         await anyio.sleep(backoff)
         return min(backoff * 2, 2.0)
 
-    async def _apply(self, op: int, session: PresenceSession, meta: str) -> None:
+    async def _apply_pending(self) -> None:
         # Applying again after a failure is harmless: adding a connection that is there,
-        # or removing one that is gone, changes nothing and announces nothing.
-        for channel in session.channels:
-            if op == _ADD:
-                change = await self.backend.add(channel, session.connection, session.member, meta)
+        # or removing one that is gone, changes nothing and announces nothing. An op
+        # leaves the queue only once applied, so a failure retries it, in order.
+        # A session comes up twice: to add (it is not registered yet), then to remove.
+        ops, backend, found = self._ops, self.backend, self._announcements
+        if type(backend) is MemoryPresence:
+            self._apply_in_memory(backend)
+            return
+        for _ in range(min(len(ops), _BATCH)):
+            session = ops[0]
+            connection = session.connection
+            if session._registered:
+                for channel in session.channels:
+                    change = await backend.remove(channel, connection)
+                    if change is not None:
+                        found.append(change)
+                ops.popleft()
             else:
-                change = await self.backend.remove(channel, session.connection)
-            if change is not None:
-                self._announcements.append(change)
+                for channel in session.channels:
+                    change = await backend.add(channel, connection, session.member, session._meta)
+                    if change is not None:
+                        found.append(change)
+                ops.popleft()
+                session.registered()
+
+    def _apply_in_memory(self, backend: MemoryPresence) -> None:
+        # The same as the loop above without an await per change (the reference backend).
+        ops, found = self._ops, self._announcements
+        add, remove = backend._add_now, backend._remove_now
+        for _ in range(min(len(ops), _BATCH)):
+            session = ops.popleft()
+            connection = session.connection
+            if session._registered:
+                for channel in session.channels:
+                    change = remove(channel, connection)
+                    if change is not None:
+                        found.append(change)
+            else:
+                for channel in session.channels:
+                    change = add(channel, connection, session.member, session._meta)
+                    if change is not None:
+                        found.append(change)
+                session.registered()
 
     def _found(self, change: PresenceChange) -> None:
         """A change the backend found itself (expiry, re-registration): announce it."""
@@ -548,23 +651,65 @@ class Presence:
             self._announcements.append(change)
             self._wake.set()
 
-    async def _announce(self, change: PresenceChange) -> None:
-        if self.counts_only(change.channel):
-            if change.channel not in self._dirty_counts:
-                self._dirty_counts.add(change.channel)
-                assert self._task_group is not None
-                self._task_group.start_soon(self._send_count, change.channel)
+    async def _announce_pending(self) -> None:
+        pending = self._announcements
+        taken = self._sending = [pending.popleft() for _ in range(min(len(pending), _BATCH))]
+        by_channel: dict[str, list[PresenceChange]] = {}
+        for change in taken:
+            group = by_channel.get(change.channel)
+            if group is None:
+                by_channel[change.channel] = [change]
+            else:
+                group.append(change)
+        sent: set[str] = set()
+        try:
+            for channel, changes in by_channel.items():
+                if self.counts_only(channel):
+                    self._count_soon(channel)
+                else:
+                    await self._send_changes(PRESENCE_PREFIX + channel, changes)
+                sent.add(channel)
+        except BaseException:
+            # What was not sent goes back first, in order; a channel half sent is sent
+            # again whole (a change that comes twice changes nothing for a reader).
+            pending.extendleft(reversed([c for c in taken if c.channel not in sent]))
+            raise
+        finally:
+            self._sending = []
+
+    async def _send_changes(self, name: str, changes: list[PresenceChange]) -> None:
+        if len(changes) == 1:
+            change = changes[0]
+            await self.store.send(name, _change_json(change), event=_kind(change))
+            self._announced += 1
             return
-        name = PRESENCE_PREFIX + change.channel
-        if change.joined:
-            assert change.meta is not None
-            member = json.dumps(change.member)
-            data = f'{{"member":{member},"v":{change.version},"meta":{change.meta}}}'
-            await self.store.send(name, data, event="join")
-        else:
-            data = f'{{"member":{json.dumps(change.member)},"v":{change.version}}}'
-            await self.store.send(name, data, event="leave")
-        self._announced += 1
+        # Several at once: "diff" events of at most _DIFF_CHANGES changes and about
+        # _DIFF_BYTES of text each, in place of one event per change.
+        joins: list[str] = []
+        leaves: list[str] = []
+        size = 0
+        for index, change in enumerate(changes, 1):
+            text = _change_json(change)
+            (joins if change.joined else leaves).append(text)
+            size += len(text)
+            if (
+                index == len(changes)
+                or len(joins) + len(leaves) >= _DIFF_CHANGES
+                or (size >= _DIFF_BYTES)
+            ):
+                if len(joins) + len(leaves) == 1:
+                    await self.store.send(name, text, event=_kind(change))
+                else:
+                    data = f'{{"joins":[{",".join(joins)}],"leaves":[{",".join(leaves)}]}}'
+                    await self.store.send(name, data, event="diff")
+                self._announced += len(joins) + len(leaves)
+                joins, leaves, size = [], [], 0
+
+    def _count_soon(self, channel: str) -> None:
+        group = self._group  # the worker's group: it runs until the presence's block ends
+        if channel not in self._dirty_counts and group is not None:
+            self._dirty_counts.add(channel)
+            group.start_soon(self._send_count, channel)
 
     async def _send_count(self, channel: str) -> None:
         # At most one count per interval: a room of 100,000 gets a number, not a storm.
@@ -634,7 +779,7 @@ class Presence:
             return
         clean = not self.store.closed
         if clean:
-            for session, _ in list(self._sessions.values()):
+            for session in list(self._sessions.values()):
                 session.leave()
         self._closed = True
         self._unregister()
@@ -644,7 +789,7 @@ class Presence:
                 if clean:
                     with anyio.move_on_after(timeout, shield=True):
                         await self.flush()
-                clean = clean and not self._ops and not self._announcements
+                clean = clean and not (self._ops or self._announcements or self._sending)
                 if self._worker is not None:  # not the group: it hosts the caller's block
                     self._worker.cancel()
         finally:
@@ -700,24 +845,14 @@ class PresenceView:
             self._base = max(self._base, base)
             for member in [m for m, v in self._gone.items() if v <= base]:
                 del self._gone[member]
-        elif event in ("join", "leave"):
+        elif event == "join" or event == "leave":
+            self._change(event == "join", json.loads(data))
+        elif event == "diff":
             body = json.loads(data)
-            member, version = body["member"], int(body["v"])
-            if version <= self._base or version <= self._versions.get(member, -1):
-                return True
-            if version <= self._gone.get(member, -1):
-                return True
-            if event == "join":
-                self._gone.pop(member, None)
-                self._versions[member] = version
-                self.members[member] = [body.get("meta", {})]
-            else:
-                self._versions.pop(member, None)
-                self.members.pop(member, None)
-                self._gone[member] = version
-                self._gone.move_to_end(member)
-                while len(self._gone) > self.TOMBSTONES:
-                    self._gone.popitem(last=False)
+            for change in body["joins"]:
+                self._change(True, change)
+            for change in body["leaves"]:
+                self._change(False, change)
         elif event == "count":
             self.count = int(json.loads(data)["count"])
             return True
@@ -725,6 +860,36 @@ class PresenceView:
             return False
         self.count = len(self.members)
         return True
+
+    def _change(self, joined: bool, body: dict[str, Any]) -> None:
+        member, version = body["member"], int(body["v"])
+        if version <= self._base or version <= self._versions.get(member, -1):
+            return
+        if version <= self._gone.get(member, -1):
+            return
+        if joined:
+            self._gone.pop(member, None)
+            self._versions[member] = version
+            self.members[member] = [body.get("meta", {})]
+        else:
+            self._versions.pop(member, None)
+            self.members.pop(member, None)
+            self._gone[member] = version
+            self._gone.move_to_end(member)
+            while len(self._gone) > self.TOMBSTONES:
+                self._gone.popitem(last=False)
+
+
+def _kind(change: PresenceChange) -> str:
+    return "join" if change.joined else "leave"
+
+
+def _change_json(change: PresenceChange) -> str:
+    """The data of a ``join`` or ``leave`` event (and an entry of a ``diff``)."""
+    member = encode_basestring_ascii(change.member)  # json.dumps(member), faster
+    if change.joined:
+        return f'{{"member":{member},"v":{change.version},"meta":{change.meta}}}'
+    return f'{{"member":{member},"v":{change.version}}}'
 
 
 def _snapshot_json(version: int, members: dict[str, tuple[int, list[str]]]) -> str:

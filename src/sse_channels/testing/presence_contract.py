@@ -28,6 +28,7 @@ and a reader is checked by what it can rebuild from the events it receives.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -83,6 +84,18 @@ async def follow_until(
             if done(view):
                 break
     return view
+
+
+def _change_kinds(events: list[Event]) -> list[str]:
+    """The kinds of the events, with each ``diff`` spelt out as its joins and leaves."""
+    kinds: list[str] = []
+    for event in events:
+        if event.event == "diff":
+            body = json.loads(event.data)
+            kinds += ["join"] * len(body["joins"]) + ["leave"] * len(body["leaves"])
+        elif event.event is not None:
+            kinds.append(event.event)
+    return kinds
 
 
 class PresenceContract:
@@ -143,7 +156,7 @@ class PresenceContract:
                 await follow_until(feed, view, lambda v: "alice" not in v.members, seen=seen)
                 with anyio.move_on_after(0.3):
                     await follow_until(feed, view, lambda v: False, seen=seen)
-            kinds = [e.event for e in seen]
+            kinds = _change_kinds(seen)
             assert kinds.count("join") == 1, kinds
             assert kinds.count("leave") == 1, kinds
             assert kinds.index("join") < kinds.index("leave")
@@ -166,10 +179,35 @@ class PresenceContract:
                             feed, view, lambda v: set(v.members) == {"alice", "carol"}, seen=seen
                         )
                     await follow_until(feed, view, lambda v: set(v.members) == {"alice"})
-            kinds = [e.event for e in seen]
+            kinds = _change_kinds(seen)
             assert kinds[0] == "snapshot"
             assert "snapshot" not in kinds[1:], kinds
             assert {"leave", "join"} <= set(kinds[1:])
+
+    async def test_contract_presence_storm_comes_in_diffs_and_each_member_joins_once(
+        self, make_presence: PresenceFactory, make_store_backend: StoreBackendFactory
+    ) -> None:
+        async with self.process(make_presence, make_store_backend) as presence:
+            seen: list[Event] = []
+            async with presence.store.subscribe("presence:room") as feed:
+                view = await follow_until(feed, PresenceView(), lambda v: True, seen=seen)
+                # 100 members with two tabs each, all at once: one batch for the worker.
+                tabs = [presence.join("room", f"user-{n % 100}", {"tab": n}) for n in range(200)]
+                await presence.flush()
+                await follow_until(feed, view, lambda v: len(v.members) == 100, seen=seen)
+                members = await presence.members("room")
+                assert set(view.members) == set(members)
+                for member, (meta,) in view.members.items():  # the first tab's, from its join
+                    assert meta in members[member], (member, meta)
+                for tab in tabs:
+                    tab.leave()
+                await presence.flush()
+                await follow_until(feed, view, lambda v: not v.members, seen=seen)
+            diffs = [json.loads(e.data) for e in seen if e.event == "diff"]
+            assert diffs, [e.event for e in seen]
+            assert all(len(d["joins"]) + len(d["leaves"]) <= 32 for d in diffs)
+            kinds = _change_kinds(seen[1:])
+            assert kinds.count("join") == kinds.count("leave") == 100, kinds
 
     async def test_contract_presence_resume_within_history_gets_the_changes_it_missed(
         self, make_presence: PresenceFactory, make_store_backend: StoreBackendFactory

@@ -200,7 +200,9 @@ class PostgresPresence:
         self.process = secrets.token_hex(6)
         self._announce: Announce | None = None
         self._local: dict[tuple[str, str], tuple[str, str]] = {}
-        self._beating: anyio.CancelScope | None = None
+        self._beating: anyio.CancelScope | None = None  # the heartbeat's sleep
+        self._stopping = False
+        self._stopped: anyio.Event | None = None  # made when the heartbeat starts
         self._lock: anyio.Lock | None = None
         self._beats = 0
         self._expired = 0
@@ -372,14 +374,24 @@ class PostgresPresence:
             self._announce(change)
 
     async def _beat_forever(self) -> None:
-        with anyio.CancelScope() as self._beating:
+        # Stopping cancels the sleep, never a beat half-way (aclose waits for it): psycopg
+        # would try to cancel the statement in the server, be interrupted by the same
+        # cancellation, and close the connection with a warning.
+        self._stopped = anyio.Event()
+        try:
             while True:
-                await anyio.sleep(self._interval)
+                with anyio.CancelScope() as self._beating:
+                    await anyio.sleep(self._interval)
+                self._beating = None
+                if self._stopping:
+                    break
                 try:
                     await self._beat()
                 except Exception as exc:  # unreachable: beat again next time
                     self._errors += 1
                     self._last_error = f"{type(exc).__name__}: {exc}"
+        finally:
+            self._stopped.set()
 
     def statistics(self) -> dict[str, Any]:
         return {
@@ -393,9 +405,13 @@ class PostgresPresence:
         }
 
     async def aclose(self, *, clean: bool = True) -> None:
+        self._stopping = True
         if self._beating is not None:
             self._beating.cancel()
         try:
+            if self._stopped is not None:
+                with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+                    await self._stopped.wait()  # a beat under way finishes first
             if clean and not self._local:
                 sql = self._sql
 
