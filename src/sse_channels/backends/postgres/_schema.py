@@ -204,7 +204,7 @@ SELECT 1, txid::text, id, channel, NULL, NULL, NULL, seq::text
 FROM {s}.trims WHERE seq > %s
 UNION ALL
 SELECT 2, {_XMIN}::text, 0, '', NULL, NULL, NULL, NULL
-WHERE EXISTS (SELECT 1 FROM {s}.events WHERE (txid, id) >= ({_XMIN}, 0))
+WHERE (SELECT txid FROM {s}.events ORDER BY txid DESC LIMIT 1) >= {_XMIN}
 UNION ALL
 SELECT 3, '0', 0, value, NULL, NULL, NULL, NULL FROM {s}.meta WHERE name = 'epoch'"""
         #: One channel's retained events in a range, and how far it is gone: kind 0 =
