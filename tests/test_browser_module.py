@@ -124,18 +124,23 @@ def browser() -> Iterator[Browser]:
         browser.close()
 
 
-@pytest.fixture
-def tab(browser: Browser, site: Site) -> Iterator[Page]:
+def open_tab(browser: Browser, url: str) -> Iterator[Page]:
+    """A fresh tab on the test page at ``url``, the module loaded; no page error allowed."""
     context = browser.new_context()
     context.set_default_timeout(WAIT_MS)
     tab = context.new_page()
     errors: list[str] = []
     tab.on("pageerror", lambda error: errors.append(str(error)))
-    tab.goto(site.url + "/")
+    tab.goto(url + "/")
     tab.wait_for_function("() => window.ready === true")
     yield tab
     context.close()
     assert errors == []
+
+
+@pytest.fixture
+def tab(browser: Browser, site: Site) -> Iterator[Page]:
+    yield from open_tab(browser, site.url)
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
@@ -400,16 +405,7 @@ def presence_site() -> Iterator[PresenceSite]:
 
 @pytest.fixture
 def presence_tab(browser: Browser, presence_site: PresenceSite) -> Iterator[Page]:
-    context = browser.new_context()
-    context.set_default_timeout(WAIT_MS)
-    tab = context.new_page()
-    errors: list[str] = []
-    tab.on("pageerror", lambda error: errors.append(str(error)))
-    tab.goto(presence_site.url + "/")
-    tab.wait_for_function("() => window.ready === true")
-    yield tab
-    context.close()
-    assert errors == []
+    yield from open_tab(browser, presence_site.url)
 
 
 ONLINE = """() => {
