@@ -110,8 +110,9 @@ class PostgresBackend:
             ``maxlen`` per channel). Resuming from before them gives a gap signal.
         poll_interval: longest time, in seconds, the reader waits for the doorbell.
         trim_interval: seconds between retention trims (run by one process at a time).
-        synchronous_commit: whether the backend's own sends wait for the WAL flush (on
-            by default: a send that returned survives a crash of PostgreSQL). ``False``
+        synchronous_commit: whether the backend's own sends wait for the WAL flush (by
+            default they keep the server's setting, PostgreSQL's default being on: a
+            send that returned survives a crash of PostgreSQL). ``False``
             saves a disk flush per commit, at a risk: if PostgreSQL crashes (power, kill
             -9, not a clean restart), the last moments of acknowledged sends (at most
             three times ``wal_writer_delay``, 0.6 s by default) may be lost after readers
