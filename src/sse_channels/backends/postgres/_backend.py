@@ -28,9 +28,10 @@ link (sends, history reads, trims) and, only when ``send_sync`` is used from thr
 sync one. See ``_link``.
 
 The modules, each with one job: ``_schema`` (tables and statements), ``_ids`` (positions,
-keys, epochs, ids), ``_rows`` (rows to events), ``_link`` (connections), ``_sender``
-(batched, retried sends), ``_watch`` (what is delivered here), ``_health`` (counters),
-``_outbox`` (sending in the application's transaction).
+keys, epochs, ids), ``_rows`` (rows to events), ``_link`` (connections), ``_prepared``
+(the send's statement through ``psycopg.pq``), ``_sender`` (batched, retried sends),
+``_watch`` (what is delivered here), ``_health`` (counters), ``_outbox`` (sending in the
+application's transaction).
 """
 
 from __future__ import annotations
