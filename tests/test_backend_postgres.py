@@ -679,3 +679,23 @@ async def test_a_read_does_not_scan_the_whole_log_regression_held_back_check(
             for row in conn.execute(f"EXPLAIN EXECUTE r('{txid}', {row_id}, 500, 0)").fetchall()
         )
     assert "Seq Scan on events" not in plan, plan
+
+
+@pytest.mark.parametrize(
+    ("option", "expected"), [({}, "on"), ({"synchronous_commit": False}, "off")]
+)
+async def test_sends_are_durable_by_default_and_async_commit_is_opt_in(
+    stores: Stores, option: dict[str, bool], expected: str
+) -> None:
+    backend = stores.backend(**option)
+    async with ChannelStore(backend=backend) as store:
+        await store.send("c", "one")
+        link = backend.link
+        assert link is not None
+
+        async def setting(connection: Any) -> str:
+            cursor = await connection.execute("SHOW synchronous_commit")
+            row = await cursor.fetchone()
+            return str(row[0])
+
+        assert await link.run(setting) == expected

@@ -19,8 +19,8 @@ what a reader has passed (``_backend``'s docstring has the reasoning). ``NOTIFY`
 the doorbell. docs/postgres.md explains the trade-offs.
 
 The modules, each with one job: ``_backend`` (PostgresBackend: lifecycle, reading,
-history, trimming), ``_schema``, ``_ids``, ``_rows``, ``_link``, ``_sender``, ``_watch``,
-``_health``, ``_outbox``, ``_presence`` (PostgresPresence).
+history, trimming), ``_schema``, ``_ids``, ``_rows``, ``_link``, ``_prepared``, ``_sender``,
+``_watch``, ``_health``, ``_outbox``, ``_presence`` (PostgresPresence).
 """
 
 from __future__ import annotations

@@ -28,9 +28,10 @@ link (sends, history reads, trims) and, only when ``send_sync`` is used from thr
 sync one. See ``_link``.
 
 The modules, each with one job: ``_schema`` (tables and statements), ``_ids`` (positions,
-keys, epochs, ids), ``_rows`` (rows to events), ``_link`` (connections), ``_sender``
-(batched, retried sends), ``_watch`` (what is delivered here), ``_health`` (counters),
-``_outbox`` (sending in the application's transaction).
+keys, epochs, ids), ``_rows`` (rows to events), ``_link`` (connections), ``_prepared``
+(the send's statement through ``psycopg.pq``), ``_sender`` (batched, retried sends),
+``_watch`` (what is delivered here), ``_health`` (counters), ``_outbox`` (sending in the
+application's transaction).
 """
 
 from __future__ import annotations
@@ -110,8 +111,9 @@ class PostgresBackend:
             ``maxlen`` per channel). Resuming from before them gives a gap signal.
         poll_interval: longest time, in seconds, the reader waits for the doorbell.
         trim_interval: seconds between retention trims (run by one process at a time).
-        synchronous_commit: whether the backend's own sends wait for the WAL flush (on
-            by default: a send that returned survives a crash of PostgreSQL). ``False``
+        synchronous_commit: whether the backend's own sends wait for the WAL flush (by
+            default they keep the server's setting, PostgreSQL's default being on: a
+            send that returned survives a crash of PostgreSQL). ``False``
             saves a disk flush per commit, at a risk: if PostgreSQL crashes (power, kill
             -9, not a clean restart), the last moments of acknowledged sends (at most
             three times ``wal_writer_delay``, 0.6 s by default) may be lost after readers
