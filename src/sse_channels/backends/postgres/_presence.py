@@ -124,8 +124,12 @@ class PresenceSql:
         ]
         self.add = f"SELECT {s}.presence_add(%s, %s, %s, %s, %s, %s)"
         self.remove = f"SELECT o_member, o_version FROM {s}.presence_remove(%s, %s)"
-        self.snapshot_version = f"""SELECT GREATEST(COALESCE((SELECT version FROM
-            {s}.presence_versions WHERE channel = %s), 0), {_NOW_US})"""
+        # The channel's committed version, and not "now": a change still in flight took a
+        # version above the committed one (it holds the version row), so it is newer than
+        # the snapshot and applies after it; a clock reading here would claim to cover that
+        # change while the snapshot cannot see it (its join would then be ignored).
+        self.snapshot_version = f"""SELECT COALESCE((SELECT version FROM
+            {s}.presence_versions WHERE channel = %s), 0)"""
         self.snapshot_connections = (
             f"SELECT member, meta FROM {s}.presence_connections WHERE channel = %s"
         )
