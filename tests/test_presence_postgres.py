@@ -157,18 +157,21 @@ async def test_postgres_presence_snapshot_does_not_claim_a_change_still_in_fligh
     # version must then stay below the join's, or readers would ignore the join when it is
     # announced (its version "covered" by a snapshot that does not list the member).
     backend = PostgresPresence(postgres_dsn, schema=schema, ttl=30)
-    async with ChannelStore() as store, Presence(store, backend) as presence:
-        async with presence.join("room", "bob"):
-            with connect(postgres_dsn, autocommit=False) as db:
-                row = db.execute(
-                    f"SELECT {schema}.presence_add('room', 'c1', 'alice', '{{}}', 'other', 30000)"
-                ).fetchone()
-                assert row is not None
-                joined = int(row[0])
-                version, members = await backend.snapshot("room")
-                db.commit()
-            assert set(members) == {"bob"}
-            assert joined > version
-            after, members = await backend.snapshot("room")
-            assert set(members) == {"alice", "bob"}
-            assert after >= joined
+    async with (
+        ChannelStore() as store,
+        Presence(store, backend) as presence,
+        presence.join("room", "bob"),
+    ):
+        with connect(postgres_dsn, autocommit=False) as db:
+            row = db.execute(
+                f"SELECT {schema}.presence_add('room', 'c1', 'alice', '{{}}', 'other', 30000)"
+            ).fetchone()
+            assert row is not None
+            joined = int(row[0])
+            version, members = await backend.snapshot("room")
+            db.commit()
+        assert set(members) == {"bob"}
+        assert joined > version
+        after, members = await backend.snapshot("room")
+        assert set(members) == {"alice", "bob"}
+        assert after >= joined
