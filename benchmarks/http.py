@@ -4,7 +4,7 @@ Run from a clone with the peers installed::
 
     .venv/bin/python -m pip install -e ".[bench]"
     .venv/bin/python benchmarks/http.py [--clients 100 1000] [--deliveries N] [--rounds R]
-                                        [--quick]
+                                        [--quick] [--pin]
 
 Each contender is a small app served by uvicorn (its defaults: asyncio, h11 unless
 httptools is installed) in its own process, with one ``GET /events`` stream endpoint and a
@@ -31,7 +31,9 @@ interleaved): deliveries/s (K*M over the time from the first publish to the last
 received), deliveries per CPU-second of the server process (steadier than deliveries/s
 when other work shares the machine: it counts only the time the server actually ran), p50
 and p99 latency, server and client CPU use (CPU seconds per wall second, so 1.0 is one full
-core). On 2 cores the client can be the limit: compare its CPU figure.
+core). On 2 cores the client can be the limit: compare its CPU figure. ``--pin`` keeps the
+server on CPU 0 and the client on CPU 1, so that the kernel never puts both on one core for
+part of a trial (steadier latency figures on an otherwise idle machine).
 
 Prints markdown tables to stdout and writes nothing.
 """
@@ -427,7 +429,7 @@ def http(method: str, port: int, path: str) -> str:
         return str(response.read().decode())
 
 
-def run_one(name: str, k: int, m: int, timeout: float) -> Result:
+def run_one(name: str, k: int, m: int, timeout: float, pin: bool = False) -> Result:
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -435,7 +437,10 @@ def run_one(name: str, k: int, m: int, timeout: float) -> Result:
     sock.listen(4096)
     port = sock.getsockname()[1]
     server = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.http", "--serve", name, "--fd", str(sock.fileno())],
+        [
+            *(sys.executable, "-m", "benchmarks.http", "--serve", name),
+            *("--fd", str(sock.fileno()), *(("--cpu", "0") if pin else ())),
+        ],
         pass_fds=[sock.fileno()],
         cwd=here,
     )
@@ -455,6 +460,7 @@ def run_one(name: str, k: int, m: int, timeout: float) -> Result:
             [
                 *(sys.executable, "-m", "benchmarks.http", "--client"),
                 *(str(port), str(k), str(m), "--timeout", str(timeout)),
+                *(("--cpu", "1") if pin else ()),
             ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -547,11 +553,22 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", choices=CONTENDERS)
     parser.add_argument("--quick", action="store_true", help="a smoke run of a few seconds")
     parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="run the server on CPU 0 and the client on CPU 1 (steadier figures on an "
+        "otherwise idle machine with 2 or more CPUs; worse on a busy one)",
+    )
+    parser.add_argument("--cpu", type=int, help=argparse.SUPPRESS)  # set by --pin for each side
+    parser.add_argument(
         "--json",
         action="store_true",
         help="print the medians as one JSON object instead of the tables",
     )
     args = parser.parse_args()
+    if args.cpu is not None:
+        os.sched_setaffinity(0, {args.cpu})
+    if args.pin and (os.cpu_count() or 1) < 2:
+        parser.error("--pin needs 2 CPUs or more")
     if args.serve:
         serve(args.serve, args.fd)
         return
@@ -576,7 +593,7 @@ def main() -> None:
             m = max(1, args.deliveries // k)
             order = names[round_number % len(names) :] + names[: round_number % len(names)]
             for name in order:
-                result = run_one(name, k, m, args.timeout)
+                result = run_one(name, k, m, args.timeout, args.pin)
                 results.setdefault((name, k), []).append(result)
                 print(
                     f"  round {round_number + 1} K={k} M={m} {name}: {result.rate:,.0f}/s "

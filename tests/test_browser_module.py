@@ -20,7 +20,7 @@ import pytest
 
 from _servers import RunningServer, serve_in_thread
 from _sse_apps import Watched, route, status
-from sse_channels import ChannelStore
+from sse_channels import ChannelStore, Presence, PresenceSession
 from sse_channels.asgi import SSEApp
 from sse_channels.browser import CONTENT_TYPE, MODULE_PATH, module_app, module_bytes
 
@@ -124,18 +124,23 @@ def browser() -> Iterator[Browser]:
         browser.close()
 
 
-@pytest.fixture
-def tab(browser: Browser, site: Site) -> Iterator[Page]:
+def open_tab(browser: Browser, url: str) -> Iterator[Page]:
+    """A fresh tab on the test page at ``url``, the module loaded; no page error allowed."""
     context = browser.new_context()
     context.set_default_timeout(WAIT_MS)
     tab = context.new_page()
     errors: list[str] = []
     tab.on("pageerror", lambda error: errors.append(str(error)))
-    tab.goto(site.url + "/")
+    tab.goto(url + "/")
     tab.wait_for_function("() => window.ready === true")
     yield tab
     context.close()
     assert errors == []
+
+
+@pytest.fixture
+def tab(browser: Browser, site: Site) -> Iterator[Page]:
+    yield from open_tab(browser, site.url)
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
@@ -339,3 +344,155 @@ def test_module_file_is_a_plain_es_module_with_the_documented_exports() -> None:
         assert f"export function {name}(" in text or f"export const {name} =" in text
     assert not re.search(r"^\s*import\b", text, re.MULTILINE)  # no dependency to bundle
     assert MODULE_PATH.with_name("sse-channels.d.ts").is_file()
+
+
+# -- presence ----------------------------------------------------------------------------------
+
+
+class PresenceSite:
+    """``/presence``: a stream of ``presence:room``; members join and leave from the server."""
+
+    def __init__(self, server: RunningServer, store: ChannelStore, presence: Presence) -> None:
+        self.server = server
+        self.store = store
+        self.presence = presence
+        self.url = server.url
+        self.sessions: dict[str, list[PresenceSession]] = {}
+
+    def join(self, member: str, device: str) -> None:
+        async def run() -> None:
+            session = self.presence.join("room", member, {"device": device})
+            self.sessions.setdefault(member, []).append(session)
+            await self.presence.flush()
+
+        self.server.run(run)
+
+    def leave(self, member: str) -> None:
+        """One of ``member``'s connections leaves (the oldest)."""
+
+        async def run() -> None:
+            self.sessions[member].pop(0).leave()
+            await self.presence.flush()
+
+        self.server.run(run)
+
+    def drop_streams(self) -> None:
+        assert self.server.call(lambda: self.store.revoke(key="page")) >= 1
+
+
+@pytest.fixture
+def presence_site() -> Iterator[PresenceSite]:
+    store = ChannelStore()
+    presence = Presence(store)
+    # A watcher's stream reads presence:room only, so it joins nothing itself.
+    events = SSEApp(store, "presence:room", retry=200, key=lambda scope: "page", presence=presence)
+    pages = route(
+        {
+            "/": page,
+            "/sse-channels.js": module_app(),
+            "/presence": events,
+            "/favicon.ico": status(404),
+        }
+    )
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        # The stream app's lifespan runs the store and the presence.
+        await (events if scope["type"] == "lifespan" else pages)(scope, receive, send)
+
+    with serve_in_thread(app) as server:
+        yield PresenceSite(server, store, presence)
+
+
+@pytest.fixture
+def presence_tab(browser: Browser, presence_site: PresenceSite) -> Iterator[Page]:
+    yield from open_tab(browser, presence_site.url)
+
+
+ONLINE = """() => {
+    const value = window.online.at(-1);
+    return {
+        members: Object.fromEntries([...value.members].sort(([a], [b]) => (a < b ? -1 : 1))),
+        count: value.count,
+    };
+}"""
+
+
+def wait_online(tab: Page, members: dict[str, list[Any]]) -> None:
+    """Wait until the page's latest presence value names ``members``; check their metas."""
+    tab.wait_for_function(
+        """(want) => {
+                const value = window.online.at(-1);
+                const names = [...value.members.keys()].sort();
+                const same = JSON.stringify(names) === JSON.stringify(want);
+                return same && value.count === names.length;
+            }""",
+        arg=sorted(members),
+    )
+    assert evaluate(tab, ONLINE) == {"members": members, "count": len(members)}
+
+
+@needs_chromium
+def test_presence_store_gets_who_is_online_then_follows_joins_and_leaves(
+    presence_site: PresenceSite, presence_tab: Page
+) -> None:
+    site, tab = presence_site, presence_tab
+    site.join("alice", "laptop")
+    site.join("alice", "phone")  # a second tab of alice: no second join
+    site.join("bob", "laptop")
+    evaluate(
+        tab,
+        """() => {
+            window.feed = sse.source("/presence");
+            window.online = [];
+            window.stop = feed.presence().subscribe((value) => online.push(value));
+        }""",
+    )
+    # The page opened after they joined: it learns both from the snapshot, with every
+    # connection's metadata.
+    wait_online(
+        tab,
+        {"alice": [{"device": "laptop"}, {"device": "phone"}], "bob": [{"device": "laptop"}]},
+    )
+    site.leave("alice")  # one of her two connections: she is still online
+    site.join("carol", "tablet")
+    site.leave("bob")
+    wait_online(
+        tab,
+        {"alice": [{"device": "laptop"}, {"device": "phone"}], "carol": [{"device": "tablet"}]},
+    )
+    site.leave("alice")
+    wait_online(tab, {"carol": [{"device": "tablet"}]})
+    # A value once handed out never changes: the first one still lists alice and bob.
+    first = evaluate(tab, "() => [...online.find((v) => v.count > 0).members.keys()].sort()")
+    assert first == ["alice", "bob"]
+    evaluate(tab, "() => stop()")
+    wait_until(lambda: site.server.call(lambda: site.store.statistics().subscribers) == 0)
+
+
+@needs_chromium
+def test_presence_store_rebuilds_the_exact_list_after_a_reconnect(
+    presence_site: PresenceSite, presence_tab: Page
+) -> None:
+    site, tab = presence_site, presence_tab
+    site.join("alice", "laptop")
+    evaluate(
+        tab,
+        """() => {
+            window.feed = sse.source("/presence");
+            window.online = [];
+            window.states = [];
+            feed.state.subscribe((state) => states.push(state));
+            feed.presence().subscribe((value) => online.push(value));
+        }""",
+    )
+    wait_online(tab, {"alice": [{"device": "laptop"}]})
+    tab.wait_for_function("() => states.at(-1) === 'open'")
+    # The stream ends (revoked); the browser reconnects with Last-Event-ID after its retry.
+    # What changed meanwhile comes as the resumed diffs, applied once each.
+    site.drop_streams()
+    site.join("bob", "phone")
+    site.leave("alice")
+    site.join("carol", "laptop")
+    tab.wait_for_function("() => states.includes('reconnecting') && states.at(-1) === 'open'")
+    wait_online(tab, {"bob": [{"device": "phone"}], "carol": [{"device": "laptop"}]})
+    assert evaluate(tab, "() => online.at(-1).count") == 2

@@ -238,6 +238,20 @@ def test_presence_view_rebuilds_the_list_from_diffs_whatever_the_grouping_and_or
     assert view.count == len(present)
 
 
+def _snapshot_after(events: list[tuple[str, str]], cut: int) -> str:
+    """The snapshot's data as of ``events[:cut]``, with the version it covers."""
+    state: dict[str, tuple[int, Any]] = {}
+    for kind, data in events[:cut]:
+        body = json.loads(data)
+        if kind == "join":
+            state[body["member"]] = (body["v"], [body["meta"]])
+        else:
+            state.pop(body["member"], None)
+    version = json.loads(events[cut - 1][1])["v"] if cut else 0
+    members = {m: {"v": v, "metas": metas} for m, (v, metas) in state.items()}
+    return json.dumps({"v": version, "members": members})
+
+
 @given(
     st.lists(st.tuples(st.integers(0, 5), st.booleans()), max_size=40),
     st.integers(0, 40),
@@ -248,17 +262,7 @@ def test_presence_view_snapshot_at_any_point_then_any_changes_since_rebuilds_the
 ) -> None:
     events, present = _changes(operations)
     cut = min(cut, len(events))
-    # The snapshot as of event ``cut``, with the version it covers.
-    state: dict[str, tuple[int, Any]] = {}
-    for kind, data in events[:cut]:
-        body = json.loads(data)
-        if kind == "join":
-            state[body["member"]] = (body["v"], [body["meta"]])
-        else:
-            state.pop(body["member"], None)
-    version = json.loads(events[cut - 1][1])["v"] if cut else 0
-    members = {m: {"v": v, "metas": metas} for m, (v, metas) in state.items()}
-    snapshot = json.dumps({"v": version, "members": members})
+    snapshot = _snapshot_after(events, cut)
     # A reader gets changes from some point at or before the cut (repeats), the snapshot,
     # and everything after; a stale reader's list is replaced.
     view = PresenceView()
@@ -270,6 +274,29 @@ def test_presence_view_snapshot_at_any_point_then_any_changes_since_rebuilds_the
     for kind, data in events[start:]:
         view.apply(kind, data)
     assert view.members == present
+
+
+@settings(max_examples=500)  # the order that matters is one among many shuffles
+@given(
+    st.lists(st.tuples(st.integers(0, 5), st.booleans()), max_size=40),
+    st.integers(0, 40),
+    st.randoms(use_true_random=False),
+)
+def test_presence_view_snapshot_anywhere_among_shuffled_repeated_changes_rebuilds_the_list(
+    operations: list[tuple[int, bool]], cut: int, rnd: Any
+) -> None:
+    # Changes from several processes reach a stream in any order: a change newer than a
+    # snapshot may come before it, and must not be undone by it (a leave included).
+    events, present = _changes(operations)
+    cut = min(cut, len(events))
+    received = events + rnd.sample(events, k=len(events) // 3)
+    rnd.shuffle(received)
+    received.insert(rnd.randint(0, len(received)), ("snapshot", _snapshot_after(events, cut)))
+    view = PresenceView()
+    for kind, data in received:
+        view.apply(kind, data)
+    assert view.members == present
+    assert view.count == len(present)
 
 
 def test_presence_view_ignores_other_events_and_reads_counts() -> None:

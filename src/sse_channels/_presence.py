@@ -812,7 +812,8 @@ class PresenceView:
                     del self._versions[member]
                     self.members.pop(member, None)
             for member, (version, metas) in fresh.items():
-                if self._versions.get(member, -1) > base:
+                # A change newer than the snapshot stands, a join or a leave alike.
+                if self._versions.get(member, -1) > base or self._gone.get(member, -1) > base:
                     continue
                 self._versions[member] = version
                 self.members[member] = metas

@@ -215,6 +215,106 @@ async function compilePage() {
   return (await import(pathToFileURL(file).href)).default;
 }
 
+// A seeded generator (mulberry32), so a failing seed can be run again.
+function random(seed) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = Math.imul(a ^ (a >>> 15), 1 | a);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+// Joins and leaves of a few members, versions 1..n; the state after the first `upTo`.
+function history(next, n) {
+  const online = new Map();
+  const changes = [];
+  for (let v = 1; v <= n; v += 1) {
+    const member = `m${Math.floor(next() * 6)}`;
+    const type = online.has(member) ? "leave" : "join";
+    const data = type === "join" ? { member, v, meta: { at: v } } : { member, v };
+    if (type === "join") online.set(member, v);
+    else online.delete(member);
+    changes.push({ type, data });
+  }
+  const at = (upTo) => {
+    const members = {};
+    for (const { type, data } of changes.slice(0, upTo)) {
+      if (type === "join") members[data.member] = { v: data.v, metas: [data.meta] };
+      else delete members[data.member];
+    }
+    return members;
+  };
+  return { changes, at };
+}
+
+test("presence() rebuilds the exact member list from changes in any order, twice, around a snapshot", () => {
+  for (let seed = 1; seed <= 300; seed += 1) {
+    const next = random(seed);
+    const n = 1 + Math.floor(next() * 40);
+    const { changes, at } = history(next, n);
+    // What a reader may receive: every change, some twice, shuffled, and (sometimes) a
+    // snapshot at some version standing in for a gap.
+    const received = changes.map(({ type, data }) => [type, data]);
+    for (const { type, data } of changes) if (next() < 0.3) received.push([type, data]);
+    // Some changes come several at a time, in one "diff" (a connect storm).
+    for (let i = 0; i + 1 < received.length; i += 1) {
+      if (next() < 0.2) {
+        const group = received.splice(i, 2 + Math.floor(next() * 3));
+        const joins = group.filter(([type]) => type === "join").map(([, data]) => data);
+        const leaves = group.filter(([type]) => type === "leave").map(([, data]) => data);
+        received.splice(i, 0, ["diff", { joins, leaves }]);
+      }
+    }
+    for (let i = received.length - 1; i > 0; i -= 1) {
+      const j = Math.floor(next() * (i + 1));
+      [received[i], received[j]] = [received[j], received[i]];
+    }
+    if (next() < 0.7) {
+      const v = Math.floor(next() * (n + 1));
+      const where = Math.floor(next() * (received.length + 1));
+      received.splice(where, 0, ["snapshot", { v, members: at(v) }]);
+    }
+    FakeEventSource.reset();
+    const events = feed();
+    const values = [];
+    const stop = events.presence().subscribe((value) => values.push(value));
+    const [es] = FakeEventSource.made;
+    es.opens();
+    for (const [type, data] of received) es.emit(type, JSON.stringify(data));
+    const want = Object.keys(at(n)).sort();
+    const last = values.at(-1);
+    assert.deepEqual([...last.members.keys()].sort(), want, `seed ${seed}`);
+    assert.equal(last.count, want.length, `seed ${seed}`);
+    for (const member of want) {
+      assert.deepEqual(last.members.get(member), [at(n)[member].metas[0]], `seed ${seed}`);
+    }
+    stop();
+    assert.equal(FakeEventSource.open().length, 0, "the last unsubscribe closed it");
+  }
+});
+
+test("presence() in a counts-only channel follows the count, and keeps old values unchanged", () => {
+  FakeEventSource.reset();
+  const events = feed();
+  const values = [];
+  const stop = events.presence().subscribe((value) => values.push(value));
+  assert.equal(events.presence(), events.presence(), "one store per source");
+  const [es] = FakeEventSource.made;
+  es.opens();
+  es.emit("snapshot", JSON.stringify({ v: 3, members: { ann: { v: 3, metas: [{}] } } }));
+  es.emit("count", JSON.stringify({ count: 100000 }));
+  es.emit("join", JSON.stringify({ member: "ann", v: 2, meta: {} })); // older than the snapshot
+  es.emit("snapshot", "not json");
+  assert.equal(values.length, 3, "the initial value, the snapshot, the count: nothing else");
+  assert.equal(values[0].count, 0);
+  assert.equal(values[0].members.size, 0, "the first value was not changed by later events");
+  assert.deepEqual([...values[1].members.keys()], ["ann"]);
+  assert.equal(values[2].count, 100000);
+  stop();
+});
+
 test("a Svelte component reads the stores with $store syntax", async () => {
   const Page = await compilePage();
   FakeEventSource.reset();

@@ -17,6 +17,14 @@ export interface Gap {
   id: string;
 }
 
+/** Who is online in a presence channel: each member's connection metadata, and the count. */
+export interface Online<Meta = unknown> {
+  /** Read-only: a new value comes with every change. */
+  readonly members: ReadonlyMap<string, readonly Meta[]>;
+  /** The number of members (in a counts-only channel, the count the server sends). */
+  readonly count: number;
+}
+
 export interface SourceOptions {
   withCredentials?: boolean;
   lastEventId?: string;
@@ -34,6 +42,7 @@ export interface Source {
   select<T>(type: string, initial: T): Readable<string | T>;
   json<T = unknown>(type?: string): Readable<T | undefined>;
   json<T = unknown>(type: string, initial: T): Readable<T>;
+  presence<Meta = unknown>(): Readable<Online<Meta>>;
   onGap(fn: (gap: Gap) => void): () => void;
   close(): void;
   reconnect(): void;

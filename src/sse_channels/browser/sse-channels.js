@@ -217,6 +217,38 @@ export function source(url, options = {}) {
     return value.store;
   }
 
+  // Who is online: one member list per source, folded from the presence events.
+  let members = null;
+  function presenceStore() {
+    const view = memberList();
+    const stops = [];
+    const value = cell(
+      view.value(),
+      () => {
+        for (const type of PRESENCE_EVENTS) {
+          stops.push(
+            listen(type, (event) => {
+              let changed;
+              try {
+                changed = view.apply(type, JSON.parse(event.data));
+              } catch (error) {
+                onError(error);
+                return;
+              }
+              if (changed) value.set(view.value());
+            }),
+          );
+        }
+        acquire();
+      },
+      () => {
+        for (const stop of stops.splice(0)) stop();
+        release();
+      },
+    );
+    return value.store;
+  }
+
   const selected = new Map();
   const parsed = new Map();
   const gap = eventStore("gap", null, (event) => {
@@ -250,6 +282,20 @@ export function source(url, options = {}) {
       }
       return parsed.get(type);
     },
+    /**
+     * Who is online, {members, count}, rebuilt from the presence events this stream
+     * carries (subscribe the stream to one "presence:<channel>"): a snapshot, then joins
+     * and leaves (alone, or several in a "diff"), applied by version, so a resumed or
+     * repeated change is applied once.
+     * `members` maps each member to the metadata of its connections; `count` is its
+     * size, or, in a counts-only channel, the count the server sends. Every change
+     * brings a new value (a copy: one handed out never changes); it holds the
+     * connection like select().
+     */
+    presence() {
+      if (members === null) members = presenceStore();
+      return members;
+    },
     /** Call fn({reason, channel, id}) for every gap signal; returns the unsubscribe. */
     onGap(fn) {
       if (typeof fn !== "function") throw new TypeError("onGap() needs a function");
@@ -281,4 +327,87 @@ export function source(url, options = {}) {
       if (users > 0) open();
     },
   });
+}
+
+// -- presence -------------------------------------------------------------------------------
+
+const PRESENCE_EVENTS = ["snapshot", "join", "leave", "diff", "count"];
+// Members who left, remembered to ignore a join that arrives after its leave (as the
+// Python PresenceView).
+const TOMBSTONES = 4096;
+
+// The member list of one presence channel, as sse_channels.PresenceView keeps it: each
+// member's version is the last change applied; an older change, or one the snapshot
+// already covers, changes nothing.
+function memberList() {
+  const metas = new Map(); // member -> metadata of its connections
+  const versions = new Map(); // member -> version of the change that put it there
+  const gone = new Map(); // member -> version of its leave (insertion order: oldest first)
+  let base = 0;
+  let count = 0;
+  let current = null;
+  return {
+    value() {
+      // A copy per change: a value once handed out never changes under its holder.
+      if (current === null) current = Object.freeze({ members: new Map(metas), count });
+      return current;
+    },
+    // Apply one event's parsed data; true if the list changed.
+    apply(type, data) {
+      if (type === "count") {
+        count = Number(data.count);
+      } else if (type === "snapshot") {
+        const at = Number(data.v);
+        const fresh = data.members;
+        for (const [member, version] of [...versions]) {
+          if (!Object.hasOwn(fresh, member) && version <= at) {
+            versions.delete(member);
+            metas.delete(member);
+          }
+        }
+        for (const [member, entry] of Object.entries(fresh)) {
+          // A change newer than the snapshot (a join, or a leave) stands.
+          if ((versions.get(member) ?? -1) > at || (gone.get(member) ?? -1) > at) continue;
+          versions.set(member, Number(entry.v));
+          metas.set(member, Object.freeze([...entry.metas]));
+        }
+        base = Math.max(base, at);
+        for (const [member, version] of [...gone]) {
+          if (version <= at) gone.delete(member);
+        }
+        count = metas.size;
+      } else if (type === "diff") {
+        // Several changes announced together: each as if it came alone.
+        let changed = false;
+        for (const join of data.joins ?? []) changed = change(true, join) || changed;
+        for (const leave of data.leaves ?? []) changed = change(false, leave) || changed;
+        if (!changed) return false;
+      } else if (!change(type === "join", data)) {
+        return false;
+      }
+      current = null;
+      return true;
+    },
+  };
+
+  // One join or leave, if newer than what the list has for its member.
+  function change(joined, data) {
+    const { member } = data;
+    const version = Number(data.v);
+    if (version <= base || version <= (versions.get(member) ?? -1)) return false;
+    if (version <= (gone.get(member) ?? -1)) return false;
+    if (joined) {
+      gone.delete(member);
+      versions.set(member, version);
+      metas.set(member, Object.freeze([data.meta ?? {}]));
+    } else {
+      versions.delete(member);
+      metas.delete(member);
+      gone.delete(member);
+      gone.set(member, version);
+      if (gone.size > TOMBSTONES) gone.delete(gone.keys().next().value);
+    }
+    count = metas.size;
+    return true;
+  }
 }

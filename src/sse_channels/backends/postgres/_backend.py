@@ -110,12 +110,14 @@ class PostgresBackend:
             ``maxlen`` per channel). Resuming from before them gives a gap signal.
         poll_interval: longest time, in seconds, the reader waits for the doorbell.
         trim_interval: seconds between retention trims (run by one process at a time).
-        synchronous_commit: whether the backend's own sends wait for the WAL flush. Off by
-            default: a send then costs no disk flush, but if PostgreSQL crashes (not a
-            clean restart) the last moments of acknowledged sends (at most three times
-            ``wal_writer_delay``, 0.6 s by default) may be lost, after readers may have
-            delivered them. Events written by ``send_in`` follow the application's own
-            setting.
+        synchronous_commit: whether the backend's own sends wait for the WAL flush (on
+            by default: a send that returned survives a crash of PostgreSQL). ``False``
+            saves a disk flush per commit, at a risk: if PostgreSQL crashes (power, kill
+            -9, not a clean restart), the last moments of acknowledged sends (at most
+            three times ``wal_writer_delay``, 0.6 s by default) may be lost after readers
+            delivered them, and their ids may then be given to other events, which
+            clients that saw the lost ones skip. Events written by ``send_in`` follow
+            the application's own setting.
         create_schema: create the tables on start if they are missing (else run
             [schema_sql][sse_channels.backends.postgres.schema_sql] yourself).
         retry_for: seconds a send keeps retrying while PostgreSQL is unreachable.
@@ -135,7 +137,7 @@ class PostgresBackend:
         max_age: float | None = None,
         poll_interval: float = 0.5,
         trim_interval: float = 1.0,
-        synchronous_commit: bool = False,
+        synchronous_commit: bool = True,
         create_schema: bool = True,
         retry_for: float = 10.0,
         max_backoff: float = 5.0,

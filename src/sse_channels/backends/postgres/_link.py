@@ -2,8 +2,8 @@
 
 Every connection is in autocommit mode (the backend never holds a transaction open: an
 open transaction would hold back every reader's snapshot ``xmin``), is named
-``<application_name>:<pid>:<role>`` in ``pg_stat_activity``, and may have
-``synchronous_commit`` turned off (see ``PostgresBackend``).
+``<application_name>:<pid>:<role>`` in ``pg_stat_activity``, and has
+``synchronous_commit`` turned off only when asked (see ``PostgresBackend``).
 
 ``Link`` is one lazily opened ``AsyncConnection`` that concurrent callers share: psycopg
 serialises their statements on it, and a broken connection is dropped so that the next

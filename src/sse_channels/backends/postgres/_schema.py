@@ -95,6 +95,12 @@ INSERT INTO {s}.meta (name, value)
 """
 
 
+def _numbered(statement: str) -> str:
+    """``statement`` with its ``%s`` placeholders numbered ``$1``, ``$2``... in order."""
+    parts = statement.split("%s")
+    return "".join(f"{part}${n}" for n, part in enumerate(parts[:-1], 1)) + parts[-1]
+
+
 @final
 class Sql:
     """Every statement of the backend for one schema (see the module docstring)."""
@@ -106,6 +112,7 @@ class Sql:
         "history",
         "insert_many",
         "insert_one",
+        "insert_prepared",
         "insert_single",
         "read",
         "schema",
@@ -145,6 +152,8 @@ WITH ins AS (
     RETURNING txid, id
 )
 {returning}"""
+        #: ``insert_single`` with ``$n`` placeholders, for ``_prepared.Prepared``.
+        self.insert_prepared = _numbered(self.insert_single)
         #: The backend's own sends, batched: arrays of each column, and the batch's token.
         self.insert_many = f"""\
 WITH ins AS (
@@ -195,7 +204,7 @@ SELECT 1, txid::text, id, channel, NULL, NULL, NULL, seq::text
 FROM {s}.trims WHERE seq > %s
 UNION ALL
 SELECT 2, {_XMIN}::text, 0, '', NULL, NULL, NULL, NULL
-WHERE EXISTS (SELECT 1 FROM {s}.events WHERE (txid, id) >= ({_XMIN}, 0))
+WHERE (SELECT txid FROM {s}.events ORDER BY txid DESC LIMIT 1) >= {_XMIN}
 UNION ALL
 SELECT 3, '0', 0, value, NULL, NULL, NULL, NULL FROM {s}.meta WHERE name = 'epoch'"""
         #: One channel's retained events in a range, and how far it is gone: kind 0 =

@@ -15,8 +15,11 @@ a retry never stores a batch twice when the first attempt's transaction has ende
 has after the server closed the connection). Sends are retried with backoff for up to
 ``retry_for`` seconds, across a restart of the server.
 
+A single send runs a prepared statement through ``_prepared`` (psycopg's lower-level
+API); batches go through a psycopg cursor.
+
 Imports psycopg, anyio, the package's ``BackendError`` and the package's ``_schema``,
-``_link``, ``_health``.
+``_link``, ``_health``, ``_prepared``.
 """
 
 from __future__ import annotations
@@ -32,14 +35,24 @@ import psycopg
 from ..._exceptions import BackendError
 from ._health import Health, describe
 from ._link import LinkClosedError
+from ._prepared import Prepared
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable
 
     from ._link import Link
     from ._schema import Sql
 
-__all__ = ["BATCH_LIMIT", "Pending", "Sender", "Stored", "backoff", "batch_params"]
+__all__ = [
+    "BATCH_LIMIT",
+    "Pending",
+    "Sender",
+    "Stored",
+    "answers",
+    "backoff",
+    "batch_params",
+    "encoded",
+]
 
 #: Most events in one statement (a batch also stops at ``_BATCH_BYTES`` of data).
 BATCH_LIMIT = 1000
@@ -49,6 +62,8 @@ _BATCH_BYTES = 4 << 20
 Stored = tuple[str, int, int]
 #: ``(channel, data, event, retry, event_id)``: one event's columns.
 Columns = tuple[str, bytes, "str | None", "int | None", "str | None"]
+#: Which parameters of ``Sql.insert_prepared`` are ``bytea`` (sent as binary).
+_BINARY_COLUMNS = (False, True, False, False, False, False)
 
 
 def backoff(attempt: int, base: float, cap: float) -> float:
@@ -68,9 +83,30 @@ def batch_params(token: str, rows: list[Columns]) -> tuple[Any, ...]:
     )
 
 
+def encoded(row: Columns) -> tuple[bytes | None, ...]:
+    """One event's columns as the parameters of ``Sql.insert_prepared`` (token aside)."""
+    channel, data, event, retry, event_id = row
+    return (
+        channel.encode(),
+        data,
+        None if event is None else event.encode(),
+        None if retry is None else str(retry).encode(),
+        None if event_id is None else event_id.encode(),
+    )
+
+
 def answers(found: list[Any], label: str | None = None) -> list[Stored]:
-    """``(label, txid, id)`` of each row an insert (or a token lookup) answered."""
-    return [(label if label is not None else row[2], int(row[0]), int(row[1])) for row in found]
+    """``(label, txid, id)`` of each row an insert (or a token lookup) answered.
+
+    Values may be text ``bytes`` (``_prepared``) or Python values (psycopg's cursors).
+    """
+    return [
+        (label if label is not None else _text(row[2]), int(row[0]), int(row[1])) for row in found
+    ]
+
+
+def _text(value: Any) -> str:
+    return value.decode() if type(value) is bytes else str(value)
 
 
 @final
@@ -114,6 +150,7 @@ class Sender:
         #: A statement is under way (a direct send's, or the writer task's).
         self._busy = False
         self._cursor: psycopg.AsyncCursor[Any] | None = None
+        self._single = Prepared("sse_channels_send", sql.insert_prepared, _BINARY_COLUMNS)
 
     async def send(self, columns: Columns) -> Stored:
         """Store one event; its ``(label, txid, id)``.
@@ -200,22 +237,32 @@ class Sender:
     async def _write(self, rows: list[Columns]) -> list[Stored]:
         token = secrets.token_hex(8)
         sql = self._sql
-        if len(rows) == 1:  # most sends: scalar parameters cost less to adapt than arrays
-            statement, params = sql.insert_single, (*rows[0], token)
+        insert: Callable[[psycopg.AsyncConnection[Any]], Awaitable[list[Any]]]
+        if len(rows) == 1:
+            # Most sends: one row, through the prepared statement's lower-level path
+            # (psycopg's cursor would cost the sending process more CPU than PostgreSQL
+            # spends on the statement).
+            single = (*encoded(rows[0]), token.encode())
+            prepared = self._single
+
+            def insert(connection: psycopg.AsyncConnection[Any]) -> Awaitable[list[Any]]:
+                return prepared.run(connection, single)
+
         else:
-            statement, params = sql.insert_many, batch_params(token, rows)
+            params = batch_params(token, rows)
+
+            async def insert(connection: psycopg.AsyncConnection[Any]) -> list[Any]:
+                cursor = self._cursor
+                if cursor is None or cursor.connection is not connection:
+                    # One cursor per connection, reused: a cursor costs more to make
+                    # than a small statement costs to send.
+                    cursor = self._cursor = connection.cursor()
+                await cursor.execute(sql.insert_many, params, prepare=True)
+                return await cursor.fetchall()
+
         after = self._after()
         deadline = time.monotonic() + self._retry_for
         attempt = 0
-
-        async def insert(connection: psycopg.AsyncConnection[Any]) -> list[Any]:
-            cursor = self._cursor
-            if cursor is None or cursor.connection is not connection:
-                # One cursor per connection, reused: a cursor costs more to make than
-                # a small statement costs to send.
-                cursor = self._cursor = connection.cursor()
-            await cursor.execute(statement, params, prepare=True)
-            return await cursor.fetchall()
 
         async def lookup(connection: psycopg.AsyncConnection[Any]) -> list[Any]:
             cursor = await connection.execute(sql.find_token, (str(after[0]), after[1], token))

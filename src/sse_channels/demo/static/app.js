@@ -12,49 +12,9 @@ let feed = null;
 let stops = [];
 let opens = 0;
 
-// "Online now", rebuilt from presence:broadcast: a snapshot, then joins and leaves (one
-// at a time, or several in a "diff"). Every change has a version; a change older than
-// what the list has is ignored, so changes may come in any order or twice
-// (sse_channels.PresenceView does the same in Python).
-const online = { base: 0, members: new Map(), gone: new Map() };
-
-function applyPresence(type, text) {
-  const data = JSON.parse(text);
-  if (type === "snapshot") {
-    const fresh = new Map(Object.entries(data.members).map(([m, e]) => [m, e.v]));
-    for (const [member, version] of [...online.members]) {
-      if (!fresh.has(member) && version <= data.v) online.members.delete(member);
-    }
-    for (const [member, version] of fresh) {
-      if (!((online.members.get(member) ?? -1) > data.v)) online.members.set(member, version);
-    }
-    online.base = Math.max(online.base, data.v);
-    for (const [member, version] of [...online.gone]) {
-      if (version <= data.v) online.gone.delete(member);
-    }
-  } else if (type === "diff") {
-    // Several changes found together (a connect storm): each as if it came alone.
-    for (const change of data.joins) applyChange(true, change);
-    for (const change of data.leaves) applyChange(false, change);
-  } else {
-    applyChange(type === "join", data);
-  }
-  renderOnline();
-}
-
-function applyChange(joined, { member, v }) {
-  const seen = Math.max(online.base, online.members.get(member) ?? -1, online.gone.get(member) ?? -1);
-  if (v <= seen) return;
-  if (joined) {
-    online.gone.delete(member);
-    online.members.set(member, v);
-  } else {
-    online.members.delete(member);
-    online.gone.set(member, v);
-  }
-}
-
-function renderOnline() {
+// "Online now": the module's presence() store rebuilds the list from presence:broadcast (a
+// snapshot, then joins and leaves, applied by version, as sse_channels.PresenceView does).
+function renderOnline(online) {
   const list = $("online");
   list.replaceChildren();
   for (const member of [...online.members.keys()].sort()) {
@@ -63,7 +23,7 @@ function renderOnline() {
     item.textContent = member;
     list.append(item);
   }
-  $("online-count").textContent = String(online.members.size);
+  $("online-count").textContent = String(online.count);
 }
 
 function setState(state) {
@@ -117,10 +77,6 @@ function show(type, data, lastEventId) {
 function connect() {
   disconnect();
   opens = 0;
-  online.base = 0;
-  online.members.clear();
-  online.gone.clear();
-  renderOnline();
   // Same origin: the browser sends the session cookie itself, and on every reconnect the
   // Last-Event-ID header, so the server resumes where this tab left off.
   const current = source("/events");
@@ -137,17 +93,7 @@ function connect() {
     });
     stops.push(stop);
   }
-  for (const type of ["snapshot", "join", "leave", "diff"]) {
-    let first = true;
-    const stop = current.select(type).subscribe((data) => {
-      if (first) {
-        first = false;
-        return;
-      }
-      applyPresence(type, data);
-    });
-    stops.push(stop);
-  }
+  stops.push(current.presence().subscribe(renderOnline)); // a new source: an empty list first
   stops.push(
     current.state.subscribe((state) => {
       if (feed !== current) return;
