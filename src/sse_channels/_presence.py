@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 import math
 from collections import OrderedDict, deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from itertools import count as counter
 from json.encoder import encode_basestring_ascii
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, final, runtime_checkable
@@ -661,49 +661,24 @@ class Presence:
                 by_channel[change.channel] = [change]
             else:
                 group.append(change)
-        sent: set[str] = set()
+        out: set[int] = set()  # the changes sent (by id: they are alive in taken)
         try:
             for channel, changes in by_channel.items():
                 if self.counts_only(channel):
                     self._count_soon(channel)
-                else:
-                    await self._send_changes(PRESENCE_PREFIX + channel, changes)
-                sent.add(channel)
+                    out.update(map(id, changes))
+                    continue
+                name = PRESENCE_PREFIX + channel
+                for chunk, event, data in _events_of(changes):
+                    await self.store.send(name, data, event=event)
+                    self._announced += len(chunk)
+                    out.update(map(id, chunk))
         except BaseException:
-            # What was not sent goes back first, in order; a channel half sent is sent
-            # again whole (a change that comes twice changes nothing for a reader).
-            pending.extendleft(reversed([c for c in taken if c.channel not in sent]))
+            # What was not sent goes back first, in order: each change goes out once.
+            pending.extendleft(reversed([c for c in taken if id(c) not in out]))
             raise
         finally:
             self._sending = []
-
-    async def _send_changes(self, name: str, changes: list[PresenceChange]) -> None:
-        if len(changes) == 1:
-            change = changes[0]
-            await self.store.send(name, _change_json(change), event=_kind(change))
-            self._announced += 1
-            return
-        # Several at once: "diff" events of at most _DIFF_CHANGES changes and about
-        # _DIFF_BYTES of text each, in place of one event per change.
-        joins: list[str] = []
-        leaves: list[str] = []
-        size = 0
-        for index, change in enumerate(changes, 1):
-            text = _change_json(change)
-            (joins if change.joined else leaves).append(text)
-            size += len(text)
-            if (
-                index == len(changes)
-                or len(joins) + len(leaves) >= _DIFF_CHANGES
-                or (size >= _DIFF_BYTES)
-            ):
-                if len(joins) + len(leaves) == 1:
-                    await self.store.send(name, text, event=_kind(change))
-                else:
-                    data = f'{{"joins":[{",".join(joins)}],"leaves":[{",".join(leaves)}]}}'
-                    await self.store.send(name, data, event="diff")
-                self._announced += len(joins) + len(leaves)
-                joins, leaves, size = [], [], 0
 
     def _count_soon(self, channel: str) -> None:
         group = self._group  # the worker's group: it runs until the presence's block ends
@@ -880,8 +855,36 @@ class PresenceView:
                 self._gone.popitem(last=False)
 
 
-def _kind(change: PresenceChange) -> str:
-    return "join" if change.joined else "leave"
+def _events_of(
+    changes: list[PresenceChange],
+) -> Iterator[tuple[list[PresenceChange], str, str]]:
+    """``(changes, event type, data)`` of the events that announce ``changes`` (one channel's).
+
+    One change: a ``join`` or a ``leave``. Several: ``diff`` events of at most
+    _DIFF_CHANGES changes and about _DIFF_BYTES of text each, in place of one event each.
+    """
+    if len(changes) == 1:
+        (change,) = changes
+        yield changes, "join" if change.joined else "leave", _change_json(change)
+        return
+    start = size = 0
+    joins: list[str] = []
+    leaves: list[str] = []
+    for index, change in enumerate(changes, 1):
+        text = _change_json(change)
+        (joins if change.joined else leaves).append(text)
+        size += len(text)
+        if index - start >= _DIFF_CHANGES or size >= _DIFF_BYTES or index == len(changes):
+            chunk = changes[start:index]
+            if len(chunk) == 1:
+                yield chunk, "join" if change.joined else "leave", text
+            else:
+                yield (
+                    chunk,
+                    "diff",
+                    f'{{"joins":[{",".join(joins)}],"leaves":[{",".join(leaves)}]}}',
+                )
+            start, size, joins, leaves = index, 0, [], []
 
 
 def _change_json(change: PresenceChange) -> str:
