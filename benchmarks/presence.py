@@ -341,6 +341,22 @@ async def _timed(trial: Callable[[], Awaitable[float]]) -> float:
     return await trial()
 
 
+def connect_table(title: str, trials: list[list[tuple[float, float]]]) -> float:
+    """Print one connect table (without, then with presence); the connect cost's ratio."""
+    rows = []
+    for flag, label in ((False, "without presence"), (True, "with presence=")):
+        per_connect = statistics.median(c for c, _ in trials[flag])
+        per_leave = statistics.median(d for _, d in trials[flag])
+        rows.append((label, per_connect, per_leave))
+    print(f"\n### {title}\n")
+    print("| | µs per connect | µs per disconnect | connect vs without |")
+    print("|---|---:|---:|---:|")
+    for label, per_connect, per_leave in rows:
+        ratio = per_connect / rows[0][1]
+        print(f"| {label} | {per_connect * 1e6:.1f} | {per_leave * 1e6:.1f} | {ratio:.2f}x |")
+    return rows[1][1] / rows[0][1]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n", 1)[0])
     parser.add_argument("--connections", type=int, default=2000)
@@ -377,35 +393,15 @@ def main() -> int:
         for flag in (False, True) if r % 2 == 0 else (True, False):
             gc.collect()  # each trial starts with the same garbage: none
             connect[flag].append(asyncio.run(connect_round(n, flag)))
-    rows = []
-    for flag, label in ((False, "without presence"), (True, "with presence=")):
-        per_connect = statistics.median(c for c, _ in connect[flag])
-        per_leave = statistics.median(d for _, d in connect[flag])
-        rows.append((label, per_connect, per_leave))
-    print(
-        f"\n### Connect: {n:,} streams through SSEApp (in-process ASGI), median of {args.rounds}\n"
+    connect_ratio = connect_table(
+        f"Connect: {n:,} streams through SSEApp (in-process ASGI), median of {args.rounds}",
+        connect,
     )
-    print("| | µs per connect | µs per disconnect | connect vs without |")
-    print("|---|---:|---:|---:|")
-    for label, per_connect, per_leave in rows:
-        ratio = per_connect / rows[0][1]
-        print(f"| {label} | {per_connect * 1e6:.1f} | {per_leave * 1e6:.1f} | {ratio:.2f}x |")
-    connect_ratio = rows[1][1] / rows[0][1]
-    http_rows = []
-    for flag, label in ((False, "without presence"), (True, "with presence=")):
-        per_connect = statistics.median(c for c, _ in http[flag])
-        per_leave = statistics.median(d for _, d in http[flag])
-        http_rows.append((label, per_connect, per_leave))
-    print(
-        f"\n### Connect over HTTP: {args.http_connections:,} clients to uvicorn on loopback "
-        f"(one event loop), median of {args.rounds}\n"
+    http_ratio = connect_table(
+        f"Connect over HTTP: {args.http_connections:,} clients to uvicorn on loopback "
+        f"(one event loop), median of {args.rounds}",
+        http,
     )
-    print("| | µs per connect | µs per disconnect | connect vs without |")
-    print("|---|---:|---:|---:|")
-    for label, per_connect, per_leave in http_rows:
-        ratio = per_connect / http_rows[0][1]
-        print(f"| {label} | {per_connect * 1e6:.1f} | {per_leave * 1e6:.1f} | {ratio:.2f}x |")
-    http_ratio = http_rows[1][1] / http_rows[0][1]
 
     redis_url = args.redis
     process = directory = None
