@@ -9,6 +9,7 @@ psycopg's async connections need asyncio, so these tests run on asyncio.
 from __future__ import annotations
 
 import json
+import logging
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Any
 
@@ -699,3 +700,37 @@ async def test_sends_are_durable_by_default_and_async_commit_is_opt_in(
             return str(row[0])
 
         assert await link.run(setting) == expected
+
+
+async def test_closing_while_the_reader_is_in_a_statement_lets_it_finish_and_logs_nothing(
+    postgres_dsn: str, schema: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Cancelled mid-statement, psycopg asks the server to cancel the query, the cancel scope
+    # interrupts that as well, and psycopg logs "query cancellation interrupted" and drops
+    # the connection. Held on a lock, the reader is certain to be mid-statement at close.
+    caplog.set_level(logging.WARNING, logger="psycopg")
+    store = ChannelStore(PostgresBackend(postgres_dsn, schema=schema, poll_interval=0.05))
+    async with store, store.subscribe("news") as feed:
+        await store.send("news", "before")
+        assert [e.data for e in await feed.receive_batch()] == ["before"]
+        with connect(postgres_dsn, autocommit=False) as locker:
+            locker.execute(f"LOCK TABLE {schema}.events IN ACCESS EXCLUSIVE MODE")
+            await anyio.sleep(0.3)  # the reader's next read now waits for the lock
+            with connect(postgres_dsn) as admin:
+                waiting = admin.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                    " AND application_name LIKE 'sse-channels:%:listen'"
+                ).fetchone()
+            assert waiting == (1,)
+
+            async def release() -> None:
+                await anyio.sleep(0.3)
+                locker.commit()
+
+            async with anyio.create_task_group() as group:
+                group.start_soon(release)
+                began = anyio.current_time()
+                await store.aclose()  # waits for the read (under its grace), then closes
+                took = anyio.current_time() - began
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("psycopg")] == []
+    assert 0.2 <= took < 2.0 + 1.0  # it waited for the read, within the grace

@@ -43,6 +43,7 @@ import os
 import secrets
 import threading
 import time
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, final
 
 import anyio
@@ -59,6 +60,8 @@ from ._sender import Sender, answers, backoff
 from ._watch import Watching
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from anyio.abc import TaskGroup
 
     from ..._event import Event
@@ -70,6 +73,8 @@ _log = logging.getLogger("sse_channels.postgres")
 
 #: Seconds the reader waits after a read that found events, before the next one.
 _LINGER = 0.005
+#: Seconds a statement of the reader may go on after ``aclose`` before it is cut off.
+_CLOSE_GRACE = 2.0
 #: Rows one skim (nothing watched) passes at most.
 _SKIM_LIMIT = 100_000
 #: Rows one read takes at most.
@@ -206,6 +211,9 @@ class PostgresBackend:
         self._stopped: anyio.Event | None = None
         self._reading = False
         self._closed = False
+        #: The reader's statement under way, shielded from the backend's close (see
+        #: ``_statement``); ``None`` between statements.
+        self._statement_scope: anyio.CancelScope | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -271,6 +279,9 @@ class PostgresBackend:
             return
         self._closed = True
         if self._scope is not None:
+            statement = self._statement_scope
+            if statement is not None:  # let it finish, briefly, rather than cut it off
+                statement.deadline = min(statement.deadline, anyio.current_time() + _CLOSE_GRACE)
             self._scope.cancel()
             if self._stopped is not None:
                 await self._stopped.wait()
@@ -459,7 +470,8 @@ class PostgresBackend:
                         # would hold back PostgreSQL's notification queue); follow the
                         # log's end every poll_interval, or until something is watched.
                         if listening:
-                            await connection.execute(f'UNLISTEN "{self._sql.doorbell}"')
+                            with self._statement():
+                                await connection.execute(f'UNLISTEN "{self._sql.doorbell}"')
                             listening = False
                         await self._follow_tail(connection)
                         self._activity = anyio.Event()
@@ -470,7 +482,8 @@ class PostgresBackend:
                     if not listening:
                         # Listen first, then read: nothing committed after the read's
                         # snapshot can ring unheard.
-                        await connection.execute(f'LISTEN "{self._sql.doorbell}"')
+                        with self._statement():
+                            await connection.execute(f'LISTEN "{self._sql.doorbell}"')
                         listening = True
                     events, full, held = await self._read_once(connection)
                     if full:
@@ -504,6 +517,25 @@ class PostgresBackend:
                     with anyio.CancelScope(shield=True):
                         await connection.close()
 
+    @contextmanager
+    def _statement(self) -> Iterator[None]:
+        """Where the reader runs a statement: closing the backend lets it finish first.
+
+        psycopg answers a cancellation in the middle of a statement by asking the server to
+        cancel it, which the cancel scope interrupts in turn: psycopg then logs "query
+        cancellation interrupted" and drops the connection, on every close that comes while
+        the reader is reading. So a statement is shielded; ``aclose`` gives it
+        ``_CLOSE_GRACE`` seconds to end before it is cut off after all.
+        """
+        with anyio.CancelScope(shield=True) as scope:
+            if self._closed:
+                scope.deadline = anyio.current_time() + _CLOSE_GRACE
+            self._statement_scope = scope
+            try:
+                yield
+            finally:
+                self._statement_scope = None
+
     async def _doorbell(self, connection: psycopg.AsyncConnection[Any], timeout: float) -> None:
         """Wait for a notification (or ``timeout``); take every one already received."""
         async for _ in connection.notifies(timeout=timeout, stop_after=1):
@@ -513,7 +545,7 @@ class PostgresBackend:
         """With nothing watched: move past the new final rows, only counting them per channel."""
         txid, row_id = self._position
         generation = self._epoch.generation
-        with anyio.fail_after(IO_TIMEOUT):
+        with self._statement(), anyio.fail_after(IO_TIMEOUT):
             cursor = await connection.execute(self._sql.skim, (str(txid), row_id, _SKIM_LIMIT))
             rows = await cursor.fetchall()
         for kind, text, _ in rows:
@@ -539,10 +571,11 @@ class PostgresBackend:
         cursor = self._read_cursor
         if cursor is None or cursor.connection is not connection:
             cursor = self._read_cursor = connection.cursor()
-        await cursor.execute(
-            self._sql.read, (str(txid), row_id, READ_LIMIT, self._trim_seq), prepare=True
-        )
-        rows = await cursor.fetchall()
+        with self._statement():
+            await cursor.execute(
+                self._sql.read, (str(txid), row_id, READ_LIMIT, self._trim_seq), prepare=True
+            )
+            rows = await cursor.fetchall()
         if generation != self._epoch.generation:
             return 0, True, False  # a send found a new epoch meanwhile: read from its start
         held = False
