@@ -74,19 +74,29 @@ def _user_of(scope: Any) -> str | None:
 # -- connect -------------------------------------------------------------------------------
 
 
-async def connect_round(n: int, with_presence: bool) -> tuple[float, float]:
-    """Seconds per connect and per disconnect for ``n`` in-process connections."""
+async def connect_app(
+    stack: AsyncExitStack, with_presence: bool
+) -> tuple[ChannelStore, Presence, Any]:
+    """The store, its presence and the ``SSEApp`` of a connect trial, open until ``stack`` ends.
+
+    With presence, a watcher reads ``presence:room``, so announcements reach a subscriber.
+    """
     store = ChannelStore()
     presence = Presence(store)
+    await stack.enter_async_context(store)
+    options: dict[str, Any] = {"heartbeat": None, "send_timeout": None}
+    if with_presence:
+        await stack.enter_async_context(presence)
+        options["presence"] = presence
+        watcher = store.subscribe("presence:room")
+        stack.callback(watcher.close)
+    return store, presence, SSEApp(store, "room", key=_user_of, **options)
+
+
+async def connect_round(n: int, with_presence: bool) -> tuple[float, float]:
+    """Seconds per connect and per disconnect for ``n`` in-process connections."""
     async with AsyncExitStack() as stack:
-        await stack.enter_async_context(store)
-        options: dict[str, Any] = {"heartbeat": None, "send_timeout": None}
-        if with_presence:
-            await stack.enter_async_context(presence)
-            options["presence"] = presence
-            watcher = store.subscribe("presence:room")
-            stack.callback(watcher.close)
-        app = SSEApp(store, "room", key=_user_of, **options)
+        store, presence, app = await connect_app(stack, with_presence)
         opened = 0
         all_open = asyncio.Event()
         leave = asyncio.Event()
@@ -138,17 +148,8 @@ async def http_connect_round(n: int, with_presence: bool) -> tuple[float, float]
     """
     import uvicorn
 
-    store = ChannelStore()
-    presence = Presence(store)
     async with AsyncExitStack() as stack:
-        await stack.enter_async_context(store)
-        options: dict[str, Any] = {"heartbeat": None, "send_timeout": None}
-        if with_presence:
-            await stack.enter_async_context(presence)
-            options["presence"] = presence
-            watcher = store.subscribe("presence:room")
-            stack.callback(watcher.close)
-        app = SSEApp(store, "room", key=_user_of, **options)
+        store, presence, app = await connect_app(stack, with_presence)
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
         sock.listen(4096)
