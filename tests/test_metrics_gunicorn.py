@@ -151,10 +151,20 @@ async def test_two_workers_report_summed_values_in_multiprocess_mode(gunicorn: G
 
             for stream in streams:
                 await stream.aclose()
+            # A multiprocess scrape reads each worker's metric files one after another (in
+            # directory order), not as one snapshot: it may see a worker's gauge after a
+            # stream closed and its histogram from just before. So wait for a scrape that
+            # has both settled; every closed stream's duration must be counted.
+            settled = {"sse_channels_streams_open": 0.0}
+            settled["sse_channels_stream_duration_seconds_count"] = float(total)
             with anyio.fail_after(10):
-                while (samples := await scrape(client))["sse_channels_streams_open"] != 0:
+                while True:
+                    samples = await scrape(client)
+                    if {name: samples[name] for name in settled} == settled:
+                        break
                     await anyio.sleep(0.05)
             assert samples["sse_channels_stream_duration_seconds_count"] == total
+            assert samples["sse_channels_streams_open"] == 0
     finally:
         for stream in streams:
             await stream.aclose()
